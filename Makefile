@@ -1,0 +1,43 @@
+# The two set-up commands: `make run` and `make test`. Both create the
+# virtualenv and install the dependencies they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit test-integration test-e2e lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## the whole system on embedded servers, with a small demo wave
+	$(BIN)/returnloop up --demo small
+
+test: $(STAMP)  ## unit + integration + e2e; embedded servers unless RETURNLOOP_* point elsewhere
+	$(BIN)/pytest tests/unit tests/integration tests/e2e
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration -m integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e -m e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .returnloop .pytest_cache .mypy_cache .ruff_cache

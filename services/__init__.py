@@ -1,0 +1,1 @@
+"""returnloop's deployable services: tracker (stream processors), api, cli."""

@@ -1,0 +1,1 @@
+"""Code shared by returnloop's services: contract, domain, settings, logging."""

@@ -1,0 +1,1 @@
+"""The pure closed-loop domain: no Kafka, database or HTTP imports here."""

@@ -1,0 +1,481 @@
+"""The closed loop of one worker, decided by event time.
+
+A worker's state is a pure function of the *set* of scans and health-code
+updates seen for them (plus the manifest and "now"): the events are folded in
+event-time order, so any arrival order and any number of duplicates give the
+same result. The only thing arrival order can leave behind is an alert that an
+arrival-order state raised and event order does not explain; such alerts are
+kept as closed history (see ``reconcile_alerts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    DEPARTURE_CHECK = "departure_check"
+    BOARDING = "boarding"
+    ARRIVAL_CHECK = "arrival_check"
+    CHECKIN = "checkin"
+
+
+class Stage(StrEnum):
+    REGISTERED = "registered"
+    DEPARTURE_CLEARED = "departure_cleared"
+    BOARDED = "boarded"
+    ARRIVAL_CLEARED = "arrival_cleared"
+    CHECKED_IN = "checked_in"
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    HELD = "held"
+    BROKEN = "broken"
+    CLOSED = "closed"
+
+
+class HealthCode(StrEnum):
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class AlertKind(StrEnum):
+    FEVER_AT_DEPARTURE = "fever_at_departure"
+    CODE_NOT_GREEN_AT_DEPARTURE = "code_not_green_at_departure"
+    BOARDED_WITHOUT_CLEARANCE = "boarded_without_clearance"
+    TRIP_MISMATCH = "trip_mismatch"
+    FEVER_AT_ARRIVAL = "fever_at_arrival"
+    CODE_NOT_GREEN_AT_ARRIVAL = "code_not_green_at_arrival"
+    ARRIVED_WITHOUT_BOARDING = "arrived_without_boarding"
+    CHECKIN_WITHOUT_ARRIVAL_CHECK = "checkin_without_arrival_check"
+    WRONG_ENTERPRISE = "wrong_enterprise"
+    OVERDUE_ARRIVAL = "overdue_arrival"
+    OVERDUE_CHECKIN = "overdue_checkin"
+    CODE_CHANGED_IN_TRANSIT = "code_changed_in_transit"
+
+
+# Alerts that hold a worker (a health problem) rather than break the loop.
+HEALTH_ALERTS = frozenset(
+    {
+        AlertKind.FEVER_AT_DEPARTURE,
+        AlertKind.CODE_NOT_GREEN_AT_DEPARTURE,
+        AlertKind.FEVER_AT_ARRIVAL,
+        AlertKind.CODE_NOT_GREEN_AT_ARRIVAL,
+        AlertKind.CODE_CHANGED_IN_TRANSIT,
+    }
+)
+
+STAGE_ORDER = tuple(Stage)
+_KIND_RANK = {kind: rank for rank, kind in enumerate(Kind)}
+_UPDATE_RANK = len(Kind)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The configurable thresholds of PRODUCT.md's rules."""
+
+    fever_threshold_c: float = 37.3
+    arrival_grace: timedelta = timedelta(hours=2)
+    checkin_window: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One accepted scan, already validated and pseudonymised."""
+
+    scan_id: str
+    kind: Kind
+    occurred_at: datetime
+    station: str
+    temperature_c: float | None = None
+    health_code: HealthCode | None = None
+    trip_id: str | None = None
+    enterprise_id: str | None = None
+
+    @property
+    def order_key(self) -> tuple[datetime, int, str]:
+        return (self.occurred_at, _KIND_RANK[self.kind], self.scan_id)
+
+
+@dataclass(frozen=True)
+class HealthCodeUpdate:
+    """A colour from the health-code platform, valid from ``as_of``."""
+
+    health_code: HealthCode
+    as_of: datetime
+
+    @property
+    def order_key(self) -> tuple[datetime, int, str]:
+        return (self.as_of, _UPDATE_RANK, self.health_code.value)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What the manifest expects of a worker: their enterprise and trip."""
+
+    enterprise_id: str | None = None
+    trip_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: AlertKind
+    raised_at: datetime
+    open: bool = True
+    closed_at: datetime | None = None
+
+    @property
+    def identity(self) -> tuple[AlertKind, datetime]:
+        return (self.kind, self.raised_at)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The latest scan (by event time) at one checkpoint and whether it passed."""
+
+    scan_id: str
+    at: datetime
+    passed: bool
+    station: str
+    temperature_c: float | None = None
+    health_code: HealthCode | None = None
+    trip_id: str | None = None
+    enterprise_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """A worker's closed-loop state: what the API shows and the roster counts."""
+
+    stage: Stage = Stage.REGISTERED
+    status: Status = Status.OPEN
+    checkpoints: Mapping[Kind, Checkpoint] = field(default_factory=dict)
+    alerts: tuple[Alert, ...] = ()
+    health_code: HealthCode | None = None
+    departed: bool = False
+    boarded_trip_id: str | None = None
+    arrived: bool = False
+    checked_in_enterprise_id: str | None = None
+
+    @property
+    def open_alerts(self) -> frozenset[AlertKind]:
+        return frozenset(alert.kind for alert in self.alerts if alert.open)
+
+    @property
+    def in_transit(self) -> bool:
+        return self.boarded_trip_id is not None and not self.arrived
+
+
+def is_fever(temperature_c: float | None, rules: Rules) -> bool:
+    return temperature_c is not None and temperature_c >= rules.fever_threshold_c
+
+
+def check_passes(scan: Scan, rules: Rules) -> bool:
+    """A health check passes below the fever threshold with a green code."""
+    return not is_fever(scan.temperature_c, rules) and scan.health_code is HealthCode.GREEN
+
+
+class _Fold:
+    """Mutable scratchpad of one event-time fold; never leaves ``decide``."""
+
+    def __init__(
+        self, assignment: Assignment, trip_etas: Mapping[str, datetime], rules: Rules
+    ) -> None:
+        self.assignment = assignment
+        self.trip_etas = trip_etas
+        self.rules = rules
+        self.stage = Stage.REGISTERED
+        self.checkpoints: dict[Kind, Checkpoint] = {}
+        self.opened: dict[AlertKind, datetime] = {}
+        self.history: list[Alert] = []
+        self.departure_ok = False
+        self.departed = False
+        self.boarded_trip_id: str | None = None
+        self.arrived = False
+        self.arrival_ok = False
+        self.arrival_cleared_at: datetime | None = None
+        self.checked_in_enterprise_id: str | None = None
+        self.colour: HealthCode | None = None
+
+    def condition(self, kind: AlertKind, active: bool, at: datetime) -> None:
+        """Open ``kind`` when it becomes active, close it when it stops being so."""
+        if active and kind not in self.opened:
+            self.opened[kind] = at
+        elif not active and kind in self.opened:
+            raised_at = self.opened.pop(kind)
+            self.history.append(Alert(kind, raised_at, open=False, closed_at=at))
+
+    def overdue_deadlines(self) -> list[tuple[datetime, AlertKind]]:
+        deadlines = []
+        if self.boarded_trip_id is not None and not self.arrived:
+            eta = self.trip_etas.get(self.boarded_trip_id)
+            if eta is not None:
+                deadlines.append((eta + self.rules.arrival_grace, AlertKind.OVERDUE_ARRIVAL))
+        if self.arrival_cleared_at is not None and self.stage is not Stage.CHECKED_IN:
+            deadlines.append(
+                (self.arrival_cleared_at + self.rules.checkin_window, AlertKind.OVERDUE_CHECKIN)
+            )
+        return deadlines
+
+    def pass_time(self, until: datetime) -> None:
+        """Raise every overdue alert whose deadline lies before ``until``."""
+        for deadline, kind in self.overdue_deadlines():
+            if deadline < until:
+                self.condition(kind, True, deadline)
+
+    def advance(self, from_stage: Stage, to_stage: Stage) -> None:
+        if self.stage is from_stage:
+            self.stage = to_stage
+
+    def record(self, scan: Scan, passed: bool) -> None:
+        self.checkpoints[scan.kind] = Checkpoint(
+            scan_id=scan.scan_id,
+            at=scan.occurred_at,
+            passed=passed,
+            station=scan.station,
+            temperature_c=scan.temperature_c,
+            health_code=scan.health_code,
+            trip_id=scan.trip_id,
+            enterprise_id=scan.enterprise_id,
+        )
+
+    def observe_colour(self, colour: HealthCode, at: datetime) -> None:
+        self.colour = colour
+        if colour is HealthCode.GREEN:
+            self.condition(AlertKind.CODE_CHANGED_IN_TRANSIT, False, at)
+
+    def departure_check(self, scan: Scan) -> None:
+        passed = check_passes(scan, self.rules)
+        at = scan.occurred_at
+        self.condition(AlertKind.FEVER_AT_DEPARTURE, is_fever(scan.temperature_c, self.rules), at)
+        self.condition(
+            AlertKind.CODE_NOT_GREEN_AT_DEPARTURE, scan.health_code is not HealthCode.GREEN, at
+        )
+        self.departure_ok = passed
+        if passed:
+            self.departed = True
+            self.advance(Stage.REGISTERED, Stage.DEPARTURE_CLEARED)
+        self.record(scan, passed)
+
+    def boarding(self, scan: Scan) -> None:
+        at = scan.occurred_at
+        expected_trip = self.assignment.trip_id
+        right_trip = expected_trip is None or scan.trip_id == expected_trip
+        self.condition(AlertKind.BOARDED_WITHOUT_CLEARANCE, not self.departure_ok, at)
+        self.condition(AlertKind.TRIP_MISMATCH, not right_trip, at)
+        self.boarded_trip_id = scan.trip_id
+        if self.departure_ok:
+            self.advance(Stage.DEPARTURE_CLEARED, Stage.BOARDED)
+        self.record(scan, self.departure_ok and right_trip)
+
+    def arrival_check(self, scan: Scan) -> None:
+        passed = check_passes(scan, self.rules)
+        at = scan.occurred_at
+        self.arrived = True
+        self.condition(AlertKind.OVERDUE_ARRIVAL, False, at)
+        self.condition(AlertKind.ARRIVED_WITHOUT_BOARDING, self.boarded_trip_id is None, at)
+        self.condition(AlertKind.FEVER_AT_ARRIVAL, is_fever(scan.temperature_c, self.rules), at)
+        self.condition(
+            AlertKind.CODE_NOT_GREEN_AT_ARRIVAL, scan.health_code is not HealthCode.GREEN, at
+        )
+        self.arrival_ok = passed
+        if passed and self.stage is Stage.BOARDED:
+            self.stage = Stage.ARRIVAL_CLEARED
+            self.arrival_cleared_at = at
+        self.record(scan, passed)
+
+    def checkin(self, scan: Scan) -> None:
+        at = scan.occurred_at
+        expected = self.assignment.enterprise_id
+        right_place = expected is None or scan.enterprise_id == expected
+        self.condition(AlertKind.CHECKIN_WITHOUT_ARRIVAL_CHECK, not self.arrival_ok, at)
+        self.condition(AlertKind.WRONG_ENTERPRISE, not right_place, at)
+        if right_place:
+            self.checked_in_enterprise_id = scan.enterprise_id
+        passed = self.arrival_ok and right_place
+        if passed and self.stage is Stage.ARRIVAL_CLEARED:
+            self.stage = Stage.CHECKED_IN
+            self.condition(AlertKind.OVERDUE_CHECKIN, False, at)
+        self.record(scan, passed)
+
+    def health_update(self, update: HealthCodeUpdate) -> None:
+        in_transit = self.stage in (
+            Stage.DEPARTURE_CLEARED,
+            Stage.BOARDED,
+            Stage.ARRIVAL_CLEARED,
+        )
+        if in_transit and update.health_code is not HealthCode.GREEN:
+            self.condition(AlertKind.CODE_CHANGED_IN_TRANSIT, True, update.as_of)
+        self.observe_colour(update.health_code, update.as_of)
+
+    def apply(self, event: Scan | HealthCodeUpdate) -> None:
+        if isinstance(event, HealthCodeUpdate):
+            self.health_update(event)
+            return
+        handler = {
+            Kind.DEPARTURE_CHECK: self.departure_check,
+            Kind.BOARDING: self.boarding,
+            Kind.ARRIVAL_CHECK: self.arrival_check,
+            Kind.CHECKIN: self.checkin,
+        }[event.kind]
+        handler(event)
+        if event.health_code is not None:
+            self.observe_colour(event.health_code, event.occurred_at)
+
+    def state(self) -> LoopState:
+        open_alerts = [Alert(kind, raised_at) for kind, raised_at in self.opened.items()]
+        alerts = tuple(sorted(self.history + open_alerts, key=_alert_order))
+        open_kinds = self.opened.keys()
+        if any(kind in HEALTH_ALERTS for kind in open_kinds):
+            status = Status.HELD
+        elif open_kinds:
+            status = Status.BROKEN
+        elif self.stage is Stage.CHECKED_IN:
+            status = Status.CLOSED
+        else:
+            status = Status.OPEN
+        return LoopState(
+            stage=self.stage,
+            status=status,
+            checkpoints=dict(self.checkpoints),
+            alerts=alerts,
+            health_code=self.colour,
+            departed=self.departed,
+            boarded_trip_id=self.boarded_trip_id,
+            arrived=self.arrived,
+            checked_in_enterprise_id=self.checked_in_enterprise_id,
+        )
+
+
+def _alert_order(alert: Alert) -> tuple[datetime, str]:
+    return (alert.raised_at, alert.kind.value)
+
+
+def decide(
+    scans: Iterable[Scan],
+    updates: Iterable[HealthCodeUpdate] = (),
+    *,
+    now: datetime,
+    assignment: Assignment = Assignment(),
+    trip_etas: Mapping[str, datetime] | None = None,
+    rules: Rules = Rules(),
+) -> LoopState:
+    """Fold a worker's scans and colour updates in event-time order into their loop state.
+
+    Duplicates (same ``scan_id``) count once. Overdue alerts are raised for
+    every deadline that passed before the next event or before ``now``.
+    """
+    unique: dict[str, Scan] = {}
+    for scan in scans:
+        unique.setdefault(scan.scan_id, scan)
+    events: list[Scan | HealthCodeUpdate] = [*unique.values(), *set(updates)]
+    events.sort(key=lambda event: event.order_key)
+    fold = _Fold(assignment, trip_etas or {}, rules)
+    for event in events:
+        fold.pass_time(_event_time(event))
+        fold.apply(event)
+    fold.pass_time(now)
+    return fold.state()
+
+
+def _event_time(event: Scan | HealthCodeUpdate) -> datetime:
+    return event.as_of if isinstance(event, HealthCodeUpdate) else event.occurred_at
+
+
+def reconcile_alerts(
+    stored: Iterable[Alert], decided: Iterable[Alert], *, now: datetime
+) -> tuple[Alert, ...]:
+    """Merge freshly decided alerts with the stored history.
+
+    An alert that is stored but that event order does not explain (an
+    arrival-order artefact) stays as history, closed at ``now`` if still open.
+    """
+    decided = tuple(decided)
+    known = {alert.identity for alert in decided}
+    artefacts = [
+        alert if not alert.open else replace(alert, open=False, closed_at=now)
+        for alert in stored
+        if alert.identity not in known
+    ]
+    return tuple(sorted((*decided, *artefacts), key=_alert_order))
+
+
+@dataclass(frozen=True)
+class WorkerHistory:
+    """Everything applied for one worker: the input of ``decide`` plus alert history."""
+
+    scans: tuple[Scan, ...] = ()
+    updates: tuple[HealthCodeUpdate, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+
+    def knows(self, scan_id: str) -> bool:
+        return any(scan.scan_id == scan_id for scan in self.scans)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What applying new events did: the new history and state, and what changed."""
+
+    history: WorkerHistory
+    previous: LoopState
+    state: LoopState
+    applied: tuple[Scan, ...]
+    raised: tuple[Alert, ...]
+    closed: tuple[Alert, ...]
+
+    @property
+    def changed(self) -> bool:
+        return (
+            self.previous.stage is not self.state.stage
+            or self.previous.status is not self.state.status
+            or bool(self.raised or self.closed)
+        )
+
+
+def apply(
+    history: WorkerHistory,
+    previous: LoopState,
+    *,
+    scans: Iterable[Scan] = (),
+    updates: Iterable[HealthCodeUpdate] = (),
+    now: datetime,
+    assignment: Assignment = Assignment(),
+    trip_etas: Mapping[str, datetime] | None = None,
+    rules: Rules = Rules(),
+) -> Transition:
+    """Apply new scans/updates (duplicates ignored) and re-decide the worker's state."""
+    seen = {scan.scan_id for scan in history.scans}
+    applied: list[Scan] = []
+    for scan in scans:
+        if scan.scan_id not in seen:
+            seen.add(scan.scan_id)
+            applied.append(scan)
+    all_scans = tuple(sorted((*history.scans, *applied), key=lambda scan: scan.order_key))
+    all_updates = tuple(
+        sorted(set(history.updates) | set(updates), key=lambda update: update.order_key)
+    )
+    decided = decide(
+        all_scans, all_updates, now=now, assignment=assignment, trip_etas=trip_etas, rules=rules
+    )
+    alerts = reconcile_alerts(history.alerts, decided.alerts, now=now)
+    state = replace(decided, alerts=alerts)
+    before = {alert.identity: alert for alert in history.alerts}
+    # Every alert new to the history counts as raised, even one that event
+    # order already closed (a fever and its passing recheck in one batch).
+    raised = tuple(a for a in alerts if a.identity not in before)
+    closed = tuple(
+        a for a in alerts if not a.open and (a.identity not in before or before[a.identity].open)
+    )
+    return Transition(
+        history=WorkerHistory(all_scans, all_updates, alerts),
+        previous=previous,
+        state=state,
+        applied=tuple(applied),
+        raised=raised,
+        closed=closed,
+    )

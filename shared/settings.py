@@ -1,0 +1,64 @@
+"""One settings object for every service, read from ``RETURNLOOP_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "changethis", ""})
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Unset servers mean "use the embedded ones"."""
+
+    model_config = SettingsConfigDict(env_prefix="RETURNLOOP_", extra="ignore")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    data_dir: Path = Path(".returnloop")
+
+    # Key of the HMAC that turns an ID number into a worker_ref. Required when
+    # real servers are configured; the embedded default keeps one in data_dir.
+    worker_ref_key: SecretStr | None = None
+
+    fever_threshold_c: float = Field(37.3, ge=30.0, le=45.0)
+    arrival_grace_hours: float = Field(2.0, ge=0)
+    checkin_window_hours: float = Field(24.0, ge=0)
+    sweep_interval_seconds: float = Field(30.0, gt=0)
+
+    topic_partitions: int = Field(4, ge=1)
+    topic_replication: int = Field(1, ge=1)
+    input_retention_hours: float = Field(72.0, gt=0)
+    consumer_group: str = "returnloop-tracker"
+    batch_max_records: int = Field(2000, ge=1)
+    batch_linger_ms: int = Field(50, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("admin_token", "worker_ref_key")
+    @classmethod
+    def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder; set a real secret")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when neither Kafka nor PostgreSQL is configured: run both embedded."""
+        return self.kafka_bootstrap is None and self.database_url is None
+
+
+class SettingsError(RuntimeError):
+    """A setting needed to start is missing or wrong; the message says which."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
