@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(2000, ge=1)
     batch_linger_ms: int = Field(50, ge=0)
 
+    # The tracker's own /metrics (0: not served; the API serves its own).
+    tracker_metrics_host: str = "127.0.0.1"
+    tracker_metrics_port: int = Field(0, ge=0, le=65535)
+
     log_level: str = "INFO"
 
     @field_validator("admin_token", "worker_ref_key")
@@ -62,3 +66,26 @@ class SettingsError(RuntimeError):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def resolve_worker_ref_key(settings: Settings) -> bytes:
+    """The HMAC key for worker_ref: from settings, or kept in data_dir for the embedded default."""
+    if settings.worker_ref_key is not None:
+        key = settings.worker_ref_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise SettingsError("RETURNLOOP_WORKER_REF_KEY must be at least 16 characters")
+        return key
+    if not settings.embedded:
+        raise SettingsError(
+            "RETURNLOOP_WORKER_REF_KEY is not set. It keys the hash that turns ID numbers into "
+            "worker_ref and must be set (and kept) whenever RETURNLOOP_KAFKA_BOOTSTRAP or "
+            "RETURNLOOP_DATABASE_URL point at real servers."
+        )
+    path = settings.data_dir / "worker_ref.key"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()

@@ -161,6 +161,8 @@ class LoopState:
     boarded_trip_id: str | None = None
     arrived: bool = False
     checked_in_enterprise_id: str | None = None
+    # The earliest overdue deadline still ahead: when the sweep must look again.
+    next_deadline: datetime | None = None
 
     @property
     def open_alerts(self) -> frozenset[AlertKind]:
@@ -327,7 +329,8 @@ class _Fold:
         if event.health_code is not None:
             self.observe_colour(event.health_code, event.occurred_at)
 
-    def state(self) -> LoopState:
+    def state(self, now: datetime) -> LoopState:
+        ahead = [deadline for deadline, _ in self.overdue_deadlines() if deadline >= now]
         open_alerts = [Alert(kind, raised_at) for kind, raised_at in self.opened.items()]
         alerts = tuple(sorted(self.history + open_alerts, key=_alert_order))
         open_kinds = self.opened.keys()
@@ -349,6 +352,7 @@ class _Fold:
             boarded_trip_id=self.boarded_trip_id,
             arrived=self.arrived,
             checked_in_enterprise_id=self.checked_in_enterprise_id,
+            next_deadline=min(ahead, default=None),
         )
 
 
@@ -380,7 +384,7 @@ def decide(
         fold.pass_time(_event_time(event))
         fold.apply(event)
     fold.pass_time(now)
-    return fold.state()
+    return fold.state(now)
 
 
 def _event_time(event: Scan | HealthCodeUpdate) -> datetime:

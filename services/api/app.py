@@ -1,0 +1,105 @@
+"""The API service: wiring (``bootstrap``) and the FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Histogram
+
+from services.api.auth import TokenAuthority
+from services.api.deps import ApiContext
+from services.api.errors import install_error_handlers
+from services.api.routes import health, manifests, scans, tokens, workers
+from services.tracker.publisher import KafkaPublisher
+from shared.domain.model import Rules
+from shared.identity import Pseudonymiser
+from shared.metrics import Metrics
+from shared.postgres import ReadsAndManifests, create_pool
+from shared.settings import Settings, resolve_worker_ref_key
+
+logger = logging.getLogger(__name__)
+
+WORKERS_GAUGE_REFRESH_S = 5.0
+
+
+async def _refresh_workers_gauge(context: ApiContext) -> None:
+    while True:
+        try:
+            rows = await context.store.workers_by_stage_status()
+            context.metrics.workers.clear()
+            for stage, status, count in rows:
+                context.metrics.workers.labels(stage, status).set(count)
+        except Exception:
+            logger.warning("could not refresh the workers gauge", exc_info=True)
+        await asyncio.sleep(WORKERS_GAUGE_REFRESH_S)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+    """The API application; adapters are built in its lifespan from ``settings``."""
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(registry)
+    latency = Histogram(
+        "returnloop_api_request_seconds",
+        "API request latency by route and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.database_url and settings.kafka_bootstrap, "servers must be configured"
+        pool = await create_pool(settings.database_url, max_size=10)
+        publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-api")
+        await publisher.start()
+        store = ReadsAndManifests(pool)
+        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        context = ApiContext(
+            store=store,
+            publisher=publisher,
+            pseudonymiser=Pseudonymiser(resolve_worker_ref_key(settings)),
+            authority=TokenAuthority(store, admin),
+            metrics=metrics,
+            rules=Rules(fever_threshold_c=settings.fever_threshold_c),
+        )
+        app.state.context = context
+        refresher = asyncio.create_task(_refresh_workers_gauge(context))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await publisher.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="returnloop",
+        version="1",
+        description="Closed-loop tracking of workers' return-to-work journeys.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        latency.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    v1 = APIRouter(prefix="/v1")
+    for module in (scans, manifests, workers, tokens):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    return app

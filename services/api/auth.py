@@ -1,0 +1,84 @@
+"""Bearer tokens and roles. Only a hash of an issued token is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from services.api.errors import ApiError
+from shared.postgres import ReadsAndManifests
+
+
+class Role(StrEnum):
+    RECRUITER = "recruiter"
+    HEALTH_STATION = "health_station"
+    GATE = "gate"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+# Which scan kinds each role may post.
+SCAN_KINDS_BY_ROLE: dict[Role, frozenset[str]] = {
+    Role.RECRUITER: frozenset({"departure_check", "boarding"}),
+    Role.HEALTH_STATION: frozenset({"arrival_check"}),
+    Role.GATE: frozenset({"checkin"}),
+    Role.SUPERVISOR: frozenset(),
+    Role.ADMIN: frozenset({"departure_check", "boarding", "arrival_check", "checkin"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a role, and for a gate the one enterprise it serves."""
+
+    role: Role
+    enterprise_id: str | None = None
+
+    def may_post(self, kind: str, enterprise_id: str | None) -> bool:
+        if kind not in SCAN_KINDS_BY_ROLE[self.role]:
+            return False
+        return self.role is not Role.GATE or enterprise_id == self.enterprise_id
+
+    def may_read_enterprise(self, enterprise_id: str | None) -> bool:
+        if self.role in (Role.SUPERVISOR, Role.ADMIN):
+            return True
+        return self.role is Role.GATE and enterprise_id == self.enterprise_id
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenAuthority:
+    """Checks bearer tokens: the bootstrap admin token, or an issued one."""
+
+    def __init__(self, store: ReadsAndManifests, admin_token: str | None) -> None:
+        self.store = store
+        self.admin_token = admin_token
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(401, "unauthorized", "a bearer token is required")
+        token = authorization[7:].strip()
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return Principal(Role.ADMIN)
+        record = await self.store.find_token(hash_token(token), datetime.now(UTC))
+        if record is None:
+            raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
+        return Principal(Role(record.role), record.enterprise_id)
+
+    async def issue(
+        self, role: Role, enterprise_id: str | None, expires_in_hours: float | None
+    ) -> tuple[str, datetime | None]:
+        token = "rl_" + secrets.token_urlsafe(32)
+        expires_at = (
+            datetime.now(UTC) + timedelta(hours=expires_in_hours)
+            if expires_in_hours is not None
+            else None
+        )
+        await self.store.save_token(hash_token(token), role.value, enterprise_id, expires_at)
+        return token, expires_at

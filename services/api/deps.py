@@ -1,0 +1,57 @@
+"""FastAPI dependencies: ``Annotated`` shorthands so a route just declares what it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from services.api.auth import Principal, Role, TokenAuthority
+from services.api.errors import ApiError
+from services.tracker.publisher import KafkaPublisher
+from shared.domain.model import Rules
+from shared.identity import Pseudonymiser
+from shared.metrics import Metrics
+from shared.postgres import ReadsAndManifests
+
+
+@dataclass
+class ApiContext:
+    """Everything the routes use, built once by ``services.api.app.bootstrap``."""
+
+    store: ReadsAndManifests
+    publisher: KafkaPublisher
+    pseudonymiser: Pseudonymiser
+    authority: TokenAuthority
+    metrics: Metrics
+    rules: Rules
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+async def get_principal(
+    context: ContextDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    return await context.authority.authenticate(authorization)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that lets only ``roles`` through (403 otherwise)."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(403, "forbidden", f"the {principal.role} role may not do this")
+        return principal
+
+    return check

@@ -1,0 +1,81 @@
+"""Manifests: enterprises, trips and the workers expected on them (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import AwareDatetime, BaseModel, Field
+
+from services.api.auth import Principal, Role
+from services.api.deps import ContextDep, require
+from services.api.errors import ApiError
+from shared.identity import InvalidIdNumber, mask_id_number, normalise_id_number
+
+router = APIRouter(tags=["manifests"])
+
+Text = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class EnterpriseIn(BaseModel):
+    enterprise_id: Text
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    shortage: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+
+
+class TripIn(BaseModel):
+    trip_id: Text
+    mode: Literal["bus", "train", "flight"]
+    origin: Text
+    destination: Text
+    departs_at: AwareDatetime
+    eta: AwareDatetime
+
+
+class WorkerIn(BaseModel):
+    id_number: str
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    enterprise_id: Text | None = None
+    trip_id: Text | None = None
+
+
+class ManifestIn(BaseModel):
+    enterprises: Annotated[list[EnterpriseIn], Field(max_length=10_000)] = []
+    trips: Annotated[list[TripIn], Field(max_length=10_000)] = []
+    workers: Annotated[list[WorkerIn], Field(max_length=50_000)] = []
+
+
+class ManifestOut(BaseModel):
+    enterprises: int
+    trips: int
+    workers: int
+
+
+@router.post("/manifests", response_model=ManifestOut)
+async def post_manifests(
+    body: ManifestIn,
+    context: ContextDep,
+    _: Annotated[Principal, Depends(require(Role.ADMIN))],
+) -> Any:
+    """Upsert enterprises, trips and workers; the ID numbers are pseudonymised here."""
+    workers = []
+    for index, worker in enumerate(body.workers):
+        try:
+            id_number = normalise_id_number(worker.id_number)
+        except InvalidIdNumber as problem:
+            raise ApiError(422, problem.code, f"workers[{index}]: {problem}") from None
+        workers.append(
+            {
+                "worker_ref": context.pseudonymiser.worker_ref(id_number),
+                "id_masked": mask_id_number(id_number),
+                "name": worker.name,
+                "enterprise_id": worker.enterprise_id,
+                "trip_id": worker.trip_id,
+            }
+        )
+    await context.store.upsert_manifest(
+        [e.model_dump() for e in body.enterprises],
+        [t.model_dump() for t in body.trips],
+        workers,
+    )
+    return {"enterprises": len(body.enterprises), "trips": len(body.trips), "workers": len(workers)}

@@ -1,0 +1,153 @@
+"""The ``returnloop`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from shared.logging import configure_logging
+from shared.settings import Settings, SettingsError
+
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="returnloop: closed-loop tracking of workers' return-to-work journeys.",
+)
+logger = logging.getLogger("returnloop")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # pydantic's ValidationError names the bad variable
+        typer.echo(f"returnloop: bad settings: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _require_servers(settings: Settings) -> tuple[str, str]:
+    if not settings.kafka_bootstrap or not settings.database_url:
+        typer.echo(
+            "returnloop: set RETURNLOOP_KAFKA_BOOTSTRAP and RETURNLOOP_DATABASE_URL "
+            "(or use `returnloop up`, which starts embedded servers)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings.kafka_bootstrap, settings.database_url
+
+
+@cli.command()
+def up(
+    demo: Annotated[
+        str | None,
+        typer.Option(help="feed a demo wave: small (a few hundred workers) or city"),
+    ] = None,
+    exit_after_demo: Annotated[
+        bool, typer.Option(help="stop everything once the demo summary is printed")
+    ] = False,
+) -> None:
+    """Run everything in the foreground: servers (embedded unless configured), tracker, API."""
+    from services.cli.launcher import run_up
+
+    if demo not in (None, "small", "city"):
+        typer.echo("returnloop: --demo takes small or city", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    configure_logging("launcher", settings.log_level)
+    try:
+        code = run_up(settings, demo=demo, exit_after_demo=exit_after_demo)
+    except SettingsError as error:
+        typer.echo(f"returnloop: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@cli.command()
+def tracker(
+    engine: Annotated[
+        str, typer.Option(help="faust (the default: a Faust worker) or asyncio (plain loop)")
+    ] = "faust",
+) -> None:
+    """Run the tracker stream processors."""
+    settings = _settings()
+    _require_servers(settings)
+    configure_logging("tracker", settings.log_level)
+    try:
+        if engine == "asyncio":
+            from prometheus_client import CollectorRegistry
+
+            from services.tracker.main import TrackerProcess, serve_metrics
+
+            registry = CollectorRegistry()
+            serve_metrics(settings, registry)
+            asyncio.run(TrackerProcess(settings, registry).run())
+        elif engine == "faust":
+            from services.tracker.app import run_faust_worker
+
+            run_faust_worker(settings)
+        else:
+            typer.echo("returnloop: --engine takes faust or asyncio", err=True)
+            raise typer.Exit(2)
+    except SettingsError as error:
+        typer.echo(f"returnloop: {error}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+def api() -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from services.api.app import create_app
+
+    settings = _settings()
+    _require_servers(settings)
+    configure_logging("api", settings.log_level)
+    try:
+        app = create_app(settings)
+    except SettingsError as error:
+        typer.echo(f"returnloop: {error}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the PostgreSQL schema up to date (alembic)."""
+    from shared.db import migrate as run_migrations
+
+    settings = _settings()
+    _, database_url = _require_servers(settings)
+    run_migrations(database_url)
+    typer.echo("schema is up to date")
+
+
+@cli.command()
+def topics() -> None:
+    """Create the Kafka topics that are missing."""
+    from shared.kafka_admin import ensure_topics
+
+    settings = _settings()
+    bootstrap, _ = _require_servers(settings)
+    created = ensure_topics(
+        bootstrap,
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+        input_retention_hours=settings.input_retention_hours,
+    )
+    typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'none needed'}")
+
+
+def main() -> None:
+    cli(prog_name="returnloop", args=sys.argv[1:])

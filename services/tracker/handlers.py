@@ -1,0 +1,108 @@
+"""Service layer of the tracker: apply accepted events to PostgreSQL in one transaction.
+
+Each handler: lock the batch's workers, record the events idempotently, load
+each worker's history, let the pure domain decide, save, commit. A scan seen
+before (same scan_id) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.domain import model
+from shared.messages import AcceptedHealthUpdate, AcceptedScan
+from shared.postgres import LoopUnitOfWork, PostgresStore, SavedState, WorkerAssignment
+
+
+@dataclass(frozen=True)
+class WorkerTransition:
+    worker_ref: str
+    id_masked: str
+    enterprise_id: str | None
+    transition: model.Transition
+
+
+async def _redecide(
+    uow: LoopUnitOfWork,
+    assignments: dict[str, WorkerAssignment],
+    refs: Iterable[str],
+    *,
+    rules: model.Rules,
+    now: datetime,
+) -> list[WorkerTransition]:
+    """Decide the state of already locked workers from their stored history."""
+    refs = sorted(refs)
+    if not refs:
+        return []
+    histories = await uow.load_histories(refs)
+    previous = await uow.load_previous(refs)
+    trip_ids = {scan.trip_id for ref in refs for scan in histories[ref].scans if scan.trip_id}
+    etas = await uow.trip_etas(trip_ids)
+    transitions = []
+    for ref in refs:
+        assignment = assignments[ref].assignment
+        transition = model.apply(
+            histories[ref],
+            previous[ref],
+            now=now,
+            assignment=assignment,
+            trip_etas=etas,
+            rules=rules,
+        )
+        transitions.append(
+            WorkerTransition(ref, assignments[ref].id_masked, assignment.enterprise_id, transition)
+        )
+    await uow.save(
+        [
+            SavedState(
+                t.worker_ref, t.id_masked, t.transition.state, len(t.transition.history.scans)
+            )
+            for t in transitions
+        ],
+        now,
+    )
+    return transitions
+
+
+async def apply_scans(
+    store: PostgresStore, batch: Sequence[AcceptedScan], *, rules: model.Rules, now: datetime
+) -> tuple[list[WorkerTransition], set[str]]:
+    """Apply a batch of accepted scans; return the transitions and the new scan_ids."""
+    unique: dict[str, AcceptedScan] = {}
+    for item in batch:
+        unique.setdefault(item.scan.scan_id, item)
+    async with store.transaction() as uow:
+        # Lock first, so the scan log and the state are written by one writer at a time.
+        assignments = await uow.lock_workers(
+            {item.worker_ref: item.id_masked for item in unique.values()}
+        )
+        new_ids = await uow.record_scans(list(unique.values()))
+        touched = {unique[scan_id].worker_ref for scan_id in new_ids}
+        transitions = await _redecide(uow, assignments, touched, rules=rules, now=now)
+    return transitions, new_ids
+
+
+async def apply_health_updates(
+    store: PostgresStore,
+    batch: Sequence[AcceptedHealthUpdate],
+    *,
+    rules: model.Rules,
+    now: datetime,
+) -> list[WorkerTransition]:
+    """Apply colour updates; an older ``as_of`` never overrides a newer one (event time)."""
+    async with store.transaction() as uow:
+        assignments = await uow.lock_workers({item.worker_ref: item.id_masked for item in batch})
+        touched = await uow.record_updates(list(batch))
+        return await _redecide(uow, assignments, touched, rules=rules, now=now)
+
+
+async def sweep_overdue(
+    store: PostgresStore, *, rules: model.Rules, now: datetime, limit: int = 1000
+) -> list[WorkerTransition]:
+    """Re-decide workers whose next deadline has passed (raises overdue alerts)."""
+    async with store.transaction() as uow:
+        due = await uow.due_for_sweep(now, limit)
+        assignments = await uow.lock_workers(due)
+        return await _redecide(uow, assignments, due, rules=rules, now=now)

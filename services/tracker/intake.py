@@ -1,0 +1,63 @@
+"""Intake: validate raw input records, pseudonymise, and sort accepted from rejected.
+
+Pure: no I/O. The caller publishes the result and only then commits offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.tracker.records import InputRecord
+from shared import topics
+from shared.contract import Rejected, decode_json, parse_health_update, parse_scan
+from shared.identity import Pseudonymiser
+from shared.messages import AcceptedHealthUpdate, AcceptedScan, DeadLetter, SourcePosition
+
+
+@dataclass
+class IntakeResult:
+    scans: list[AcceptedScan] = field(default_factory=list)
+    updates: list[AcceptedHealthUpdate] = field(default_factory=list)
+    rejected: list[DeadLetter] = field(default_factory=list)
+
+
+def dead_letter(record: InputRecord, problem: Rejected, now: datetime) -> DeadLetter:
+    return DeadLetter(
+        reason=problem.reason,
+        message=problem.message,
+        original_key=record.key,
+        original_value=record.value or b"",
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        rejected_at=now,
+    )
+
+
+def validate_records(
+    records: Sequence[InputRecord], pseudonymiser: Pseudonymiser, *, now: datetime
+) -> IntakeResult:
+    """Each record becomes an accepted scan/update or a dead letter with the reason."""
+    result = IntakeResult()
+    for record in records:
+        try:
+            if record.value is None:
+                raise Rejected("invalid_json", "the message has no value")
+            payload = decode_json(record.value)
+            if record.topic == topics.HEALTHCODE_UPDATES:
+                update = parse_health_update(payload)
+                result.updates.append(
+                    AcceptedHealthUpdate.from_input(update, pseudonymiser, received_at=now)
+                )
+                continue
+            scan = parse_scan(payload, expected_kind=topics.KIND_BY_TOPIC.get(record.topic))
+        except Rejected as problem:
+            result.rejected.append(dead_letter(record, problem, now))
+            continue
+        source = SourcePosition(record.topic, record.partition, record.offset)
+        result.scans.append(
+            AcceptedScan.from_input(scan, pseudonymiser, received_at=now, source=source)
+        )
+    return result

@@ -1,0 +1,126 @@
+"""Run the tracker on plain asyncio: the batch consumers and the overdue sweep.
+
+``services.tracker.app`` hosts the same parts inside a Faust worker; this
+runner is what tests and ``returnloop tracker --engine asyncio`` use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from services.tracker.consumer import BatchConsumer
+from services.tracker.publisher import KafkaPublisher
+from services.tracker.runtime import Tracker, build_consumers
+from shared.domain.model import Rules
+from shared.identity import Pseudonymiser
+from shared.metrics import Metrics
+from shared.postgres import PostgresStore
+from shared.settings import Settings, SettingsError, resolve_worker_ref_key
+
+logger = logging.getLogger(__name__)
+
+
+def rules_from(settings: Settings) -> Rules:
+    from datetime import timedelta
+
+    return Rules(
+        fever_threshold_c=settings.fever_threshold_c,
+        arrival_grace=timedelta(hours=settings.arrival_grace_hours),
+        checkin_window=timedelta(hours=settings.checkin_window_hours),
+    )
+
+
+class TrackerProcess:
+    """The tracker's adapters and loops, started and stopped together."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        if not settings.database_url or not settings.kafka_bootstrap:
+            raise SettingsError("the tracker needs RETURNLOOP_DATABASE_URL and _KAFKA_BOOTSTRAP")
+        self.settings = settings
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.pseudonymiser = Pseudonymiser(resolve_worker_ref_key(settings))
+        self.tracker: Tracker | None = None
+        self.consumers: list[BatchConsumer] = []
+        self._store: PostgresStore | None = None
+        self._publisher: KafkaPublisher | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> Tracker:
+        settings = self.settings
+        assert settings.database_url and settings.kafka_bootstrap
+        self._store = await PostgresStore.connect(settings.database_url, max_size=4)
+        self._publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-tracker")
+        await self._publisher.start()
+        self.tracker = Tracker(
+            store=self._store,
+            publisher=self._publisher,
+            pseudonymiser=self.pseudonymiser,
+            rules=rules_from(settings),
+            metrics=self.metrics,
+        )
+        self.consumers = build_consumers(
+            self.tracker,
+            bootstrap=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            max_records=settings.batch_max_records,
+        )
+        return self.tracker
+
+    async def sweep_forever(self) -> None:
+        assert self.tracker is not None
+        while not self._stopping.is_set():
+            try:
+                swept = await self.tracker.sweep()
+                if swept:
+                    logger.info("overdue sweep", extra={"workers": swept})
+            except Exception:
+                logger.exception("overdue sweep failed; will try again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), timeout=self.settings.sweep_interval_seconds
+                )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        if self._publisher is not None:
+            await self._publisher.stop()
+        if self._store is not None:
+            await self._store.close()
+
+    async def run(self, *, sweep: bool = True) -> None:
+        """Run until cancelled or a loop dies; a dead loop ends the process (to be restarted)."""
+        await self.start()
+        tasks = [
+            asyncio.create_task(consumer.run(), name=c)
+            for c, consumer in ((c.name, c) for c in self.consumers)
+        ]
+        if sweep:
+            tasks.append(asyncio.create_task(self.sweep_forever(), name="sweep"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            self._stopping.set()
+            for consumer in self.consumers:
+                consumer.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stop()
+
+
+def serve_metrics(settings: Settings, registry: CollectorRegistry) -> None:
+    """Expose the tracker's metrics on RETURNLOOP_TRACKER_METRICS_PORT (0: off)."""
+    from prometheus_client import start_http_server
+
+    if settings.tracker_metrics_port:
+        start_http_server(
+            settings.tracker_metrics_port, addr=settings.tracker_metrics_host, registry=registry
+        )

@@ -1,0 +1,223 @@
+"""The tracker's moving parts, wired once: intake, apply, sweep.
+
+intake  scans.{kind}, healthcode.updates  -> validate, pseudonymise -> scans.accepted /
+        healthcode.accepted (keyed by worker_ref) or scans.rejected (reason + original bytes)
+apply   scans.accepted, healthcode.accepted -> one PostgreSQL transaction per batch ->
+        loop.transitions, loop.alerts
+sweep   every few seconds: workers past a deadline -> overdue alerts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from services.tracker import handlers
+from services.tracker.consumer import BatchConsumer
+from services.tracker.intake import dead_letter, validate_records
+from services.tracker.publisher import Message, Publisher
+from services.tracker.records import InputRecord
+from shared import topics
+from shared.contract import Rejected
+from shared.domain.model import Rules
+from shared.identity import Pseudonymiser
+from shared.messages import AcceptedHealthUpdate, AcceptedScan
+from shared.metrics import Metrics
+from shared.postgres import PostgresStore
+
+logger = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Tracker:
+    """Handlers of the tracker's streams, independent of how records are consumed."""
+
+    def __init__(
+        self,
+        *,
+        store: PostgresStore,
+        publisher: Publisher,
+        pseudonymiser: Pseudonymiser,
+        rules: Rules,
+        metrics: Metrics,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.pseudonymiser = pseudonymiser
+        self.rules = rules
+        self.metrics = metrics
+
+    async def handle_intake(self, records: Sequence[InputRecord]) -> None:
+        """Validate input; publish accepted and rejected; return when both are durable."""
+        result = validate_records(records, self.pseudonymiser, now=_utcnow())
+        await asyncio.gather(
+            self.publisher.publish(
+                topics.ACCEPTED, [(item.key(), item.to_bytes(), None) for item in result.scans]
+            ),
+            self.publisher.publish(
+                topics.HEALTHCODE_ACCEPTED,
+                [(item.key(), item.to_bytes(), None) for item in result.updates],
+            ),
+            self.publisher.publish(
+                topics.REJECTED,
+                [(dl.original_key, dl.original_value, dl.headers()) for dl in result.rejected],
+            ),
+        )
+        for item in result.scans:
+            self.metrics.scans_total.labels(item.scan.kind.value, "accepted").inc()
+        for dl in result.rejected:
+            kind = topics.KIND_BY_TOPIC.get(dl.source_topic, "unknown")
+            self.metrics.scans_total.labels(kind, "rejected").inc()
+            self.metrics.rejected_total.labels(dl.reason).inc()
+            logger.warning(
+                "input rejected",
+                extra={
+                    "reason": dl.reason,
+                    "source_topic": dl.source_topic,
+                    "source_partition": dl.source_partition,
+                    "source_offset": dl.source_offset,
+                },
+            )
+        self.metrics.batches_total.labels("intake", "ok").inc()
+
+    async def handle_apply(self, records: Sequence[InputRecord]) -> None:
+        """Apply accepted scans and colour updates in one transaction each, then publish."""
+        scans: list[AcceptedScan] = []
+        updates: list[AcceptedHealthUpdate] = []
+        broken: list[InputRecord] = []
+        for record in records:
+            try:
+                if record.topic == topics.HEALTHCODE_ACCEPTED:
+                    updates.append(AcceptedHealthUpdate.from_bytes(record.value or b""))
+                else:
+                    scans.append(AcceptedScan.from_bytes(record.value or b""))
+            except (ValueError, KeyError, TypeError):
+                broken.append(record)
+        if broken:
+            now = _utcnow()
+            problem = Rejected("invalid_field", "an internal message could not be decoded")
+            await self.publisher.publish(
+                topics.REJECTED,
+                [
+                    (dl.original_key, dl.original_value, dl.headers())
+                    for dl in (dead_letter(r, problem, now) for r in broken)
+                ],
+            )
+        transitions: list[handlers.WorkerTransition] = []
+        if scans:
+            now = _utcnow()
+            applied, new_ids = await handlers.apply_scans(
+                self.store, scans, rules=self.rules, now=now
+            )
+            transitions.extend(applied)
+            committed = time.time()
+            for item in scans:
+                outcome = "applied" if item.scan.scan_id in new_ids else "duplicate"
+                self.metrics.scans_total.labels(item.scan.kind.value, outcome).inc()
+                if outcome == "applied":
+                    self.metrics.scan_to_state_seconds.observe(
+                        max(0.0, committed - item.received_at.timestamp())
+                    )
+        if updates:
+            transitions.extend(
+                await handlers.apply_health_updates(
+                    self.store, updates, rules=self.rules, now=_utcnow()
+                )
+            )
+            self.metrics.health_updates_total.labels("applied").inc(len(updates))
+        await self.publish_transitions(transitions)
+        self.metrics.batches_total.labels("apply", "ok").inc()
+
+    async def sweep(self) -> int:
+        """Raise overdue alerts for every worker past a deadline; return how many were looked at."""
+        total = 0
+        while True:
+            transitions = await handlers.sweep_overdue(
+                self.store, rules=self.rules, now=_utcnow(), limit=1000
+            )
+            await self.publish_transitions(transitions)
+            total += len(transitions)
+            if len(transitions) < 1000:
+                return total
+
+    async def publish_transitions(self, transitions: Sequence[handlers.WorkerTransition]) -> None:
+        changes: list[Message] = []
+        alerts: list[Message] = []
+        for item in transitions:
+            t = item.transition
+            key = item.worker_ref.encode()
+            for alert in t.raised:
+                self.metrics.alerts_total.labels(alert.kind.value).inc()
+            if t.changed:
+                changes.append(
+                    (
+                        key,
+                        orjson.dumps(
+                            {
+                                "worker_ref": item.worker_ref,
+                                "enterprise_id": item.enterprise_id,
+                                "previous_stage": t.previous.stage.value,
+                                "previous_status": t.previous.status.value,
+                                "stage": t.state.stage.value,
+                                "status": t.state.status.value,
+                                "at": _utcnow().isoformat(),
+                            }
+                        ),
+                        None,
+                    )
+                )
+            for alert in (*t.raised, *(a for a in t.closed if a not in t.raised)):
+                alerts.append(
+                    (
+                        key,
+                        orjson.dumps(
+                            {
+                                "worker_ref": item.worker_ref,
+                                "enterprise_id": item.enterprise_id,
+                                "kind": alert.kind.value,
+                                "raised_at": alert.raised_at.isoformat(),
+                                "open": alert.open,
+                                "closed_at": alert.closed_at.isoformat()
+                                if alert.closed_at
+                                else None,
+                            }
+                        ),
+                        None,
+                    )
+                )
+        await asyncio.gather(
+            self.publisher.publish(topics.TRANSITIONS, changes),
+            self.publisher.publish(topics.ALERTS, alerts),
+        )
+
+
+def build_consumers(
+    tracker: Tracker, *, bootstrap: str, group_id: str, max_records: int
+) -> list[BatchConsumer]:
+    """The two batch consumers: intake (input topics) and apply (topics past validation)."""
+    return [
+        BatchConsumer(
+            name="intake",
+            bootstrap=bootstrap,
+            group_id=f"{group_id}-intake",
+            topics=[*topics.INPUT_TOPICS.values(), topics.HEALTHCODE_UPDATES],
+            handler=tracker.handle_intake,
+            max_records=max_records,
+        ),
+        BatchConsumer(
+            name="apply",
+            bootstrap=bootstrap,
+            group_id=f"{group_id}-apply",
+            topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED],
+            handler=tracker.handle_apply,
+            max_records=max_records,
+        ),
+    ]

@@ -1,0 +1,182 @@
+"""The public contract's messages as pydantic models, and their validation.
+
+``parse_scan`` and ``parse_health_update`` turn untrusted bytes or dicts into
+validated models or raise ``Rejected`` with a reason code from a small, fixed
+set (used as a metrics label, so it must stay bounded).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from shared.identity import InvalidIdNumber, normalise_id_number
+
+ScanKindName = Literal["departure_check", "boarding", "arrival_check", "checkin"]
+HealthCodeName = Literal["green", "yellow", "red"]
+
+# RFC 3339 date-time with a mandatory offset ("Z" or "+08:00").
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+REJECT_REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "invalid_field",
+    "unknown_kind",
+    "kind_topic_mismatch",
+    "id_number_type",
+    "id_number_length",
+    "id_number_format",
+    "id_number_birth_date",
+    "id_number_checksum",
+    "temperature_out_of_range",
+    "invalid_timestamp",
+    "invalid_health_code",
+)
+
+
+class Rejected(ValueError):
+    """Input that cannot be accepted; ``reason`` is one of REJECT_REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 timestamp with an offset")
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 timestamp string")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a UTC offset")
+    return value
+
+
+def _id_number(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdNumber("id_number_type", "id_number must be a string")
+    return normalise_id_number(value)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
+IdNumber = Annotated[str, BeforeValidator(_id_number)]
+ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ScanIn(BaseModel):
+    """A scan event as scanners and integrators send it (PRODUCT.md, "Scan event")."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    scan_id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: ScanKindName
+    id_number: IdNumber
+    occurred_at: Timestamp
+    station: ShortText
+    temperature_c: Annotated[float, Field(ge=30.0, le=45.0)] | None = None
+    health_code: HealthCodeName | None = None
+    trip_id: ShortText | None = None
+    enterprise_id: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> ScanIn:
+        required = {
+            "departure_check": ("temperature_c", "health_code"),
+            "arrival_check": ("temperature_c", "health_code"),
+            "boarding": ("trip_id",),
+            "checkin": ("enterprise_id",),
+        }[self.kind]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{self.kind} needs {', '.join(missing)}")
+        return self
+
+
+class HealthCodeUpdateIn(BaseModel):
+    """A colour change from the health-code platform (``healthcode.updates``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id_number: IdNumber
+    health_code: HealthCodeName
+    as_of: Timestamp
+
+
+def decode_json(raw: bytes | str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Rejected("invalid_json", "the message is not valid JSON") from None
+
+
+def _reason_for(error: ValidationError) -> Rejected:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    kind = first["type"]
+    context = first.get("ctx") or {}
+    inner = context.get("error")
+    if isinstance(inner, InvalidIdNumber):
+        return Rejected(inner.code, str(inner))
+    if kind == "missing":
+        return Rejected("missing_field", f"{field} is required")
+    if field == "kind":
+        return Rejected(
+            "unknown_kind", "kind must be one of departure_check, boarding, arrival_check, checkin"
+        )
+    if field == "temperature_c" and kind in ("greater_than_equal", "less_than_equal"):
+        return Rejected("temperature_out_of_range", "temperature_c must be within 30.0–45.0")
+    if field in ("occurred_at", "as_of"):
+        return Rejected("invalid_timestamp", f"{field} must be an RFC 3339 timestamp with offset")
+    if field == "health_code":
+        return Rejected("invalid_health_code", "health_code must be green, yellow or red")
+    if not field and kind == "value_error":
+        # Model-level rule: fields a kind needs.
+        return Rejected("missing_field", str(first["msg"]).removeprefix("Value error, "))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return Rejected("invalid_field", f"{field}: {message}" if field else message)
+
+
+def parse_scan(payload: Any, *, expected_kind: str | None = None) -> ScanIn:
+    """Validate a decoded scan; raise Rejected with the first problem found."""
+    if not isinstance(payload, dict):
+        raise Rejected("not_an_object", "a scan must be a JSON object")
+    try:
+        scan = ScanIn.model_validate(payload)
+    except ValidationError as error:
+        raise _reason_for(error) from None
+    if expected_kind is not None and scan.kind != expected_kind:
+        raise Rejected(
+            "kind_topic_mismatch", f"a {scan.kind} scan arrived on the {expected_kind} topic"
+        )
+    return scan
+
+
+def parse_health_update(payload: Any) -> HealthCodeUpdateIn:
+    """Validate a decoded health-code update; raise Rejected with the first problem."""
+    if not isinstance(payload, dict):
+        raise Rejected("not_an_object", "a health-code update must be a JSON object")
+    try:
+        return HealthCodeUpdateIn.model_validate(payload)
+    except ValidationError as error:
+        raise _reason_for(error) from None

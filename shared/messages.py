@@ -1,0 +1,204 @@
+"""Messages on the topics past validation, and the dead-letter envelope.
+
+Past validation no message carries a plain ID number: ``worker_ref`` keys the
+message (so one partition, one writer per worker) and ``id_masked`` is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shared.contract import HealthCodeUpdateIn, ScanIn
+from shared.domain.model import HealthCode, HealthCodeUpdate, Kind, Scan
+from shared.identity import Pseudonymiser, mask_id_number
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class AcceptedScan:
+    """A validated, pseudonymised scan on ``scans.accepted``."""
+
+    worker_ref: str
+    id_masked: str
+    scan: Scan
+    received_at: datetime
+    source: SourcePosition | None = None
+
+    @classmethod
+    def from_input(
+        cls,
+        scan_in: ScanIn,
+        pseudonymiser: Pseudonymiser,
+        *,
+        received_at: datetime,
+        source: SourcePosition | None = None,
+    ) -> AcceptedScan:
+        scan = Scan(
+            scan_id=scan_in.scan_id,
+            kind=Kind(scan_in.kind),
+            occurred_at=scan_in.occurred_at.astimezone(UTC),
+            station=scan_in.station,
+            temperature_c=scan_in.temperature_c,
+            health_code=HealthCode(scan_in.health_code) if scan_in.health_code else None,
+            trip_id=scan_in.trip_id,
+            enterprise_id=scan_in.enterprise_id,
+        )
+        return cls(
+            worker_ref=pseudonymiser.worker_ref(scan_in.id_number),
+            id_masked=mask_id_number(scan_in.id_number),
+            scan=scan,
+            received_at=received_at,
+            source=source,
+        )
+
+    def key(self) -> bytes:
+        return self.worker_ref.encode()
+
+    def to_bytes(self) -> bytes:
+        scan = self.scan
+        body: dict[str, Any] = {
+            "worker_ref": self.worker_ref,
+            "id_masked": self.id_masked,
+            "scan_id": scan.scan_id,
+            "kind": scan.kind.value,
+            "occurred_at": scan.occurred_at.isoformat(),
+            "station": scan.station,
+            "temperature_c": scan.temperature_c,
+            "health_code": scan.health_code.value if scan.health_code else None,
+            "trip_id": scan.trip_id,
+            "enterprise_id": scan.enterprise_id,
+            "received_at": self.received_at.isoformat(),
+        }
+        if self.source is not None:
+            body["source"] = {
+                "topic": self.source.topic,
+                "partition": self.source.partition,
+                "offset": self.source.offset,
+            }
+        return orjson.dumps(body)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> AcceptedScan:
+        body = orjson.loads(raw)
+        source = body.get("source")
+        return cls(
+            worker_ref=body["worker_ref"],
+            id_masked=body["id_masked"],
+            scan=Scan(
+                scan_id=body["scan_id"],
+                kind=Kind(body["kind"]),
+                occurred_at=datetime.fromisoformat(body["occurred_at"]),
+                station=body["station"],
+                temperature_c=body["temperature_c"],
+                health_code=HealthCode(body["health_code"]) if body["health_code"] else None,
+                trip_id=body["trip_id"],
+                enterprise_id=body["enterprise_id"],
+            ),
+            received_at=datetime.fromisoformat(body["received_at"]),
+            source=SourcePosition(**source) if source else None,
+        )
+
+
+@dataclass(frozen=True)
+class AcceptedHealthUpdate:
+    """A validated colour update on ``healthcode.accepted``."""
+
+    worker_ref: str
+    id_masked: str
+    update: HealthCodeUpdate
+    received_at: datetime
+
+    @classmethod
+    def from_input(
+        cls, update_in: HealthCodeUpdateIn, pseudonymiser: Pseudonymiser, *, received_at: datetime
+    ) -> AcceptedHealthUpdate:
+        return cls(
+            worker_ref=pseudonymiser.worker_ref(update_in.id_number),
+            id_masked=mask_id_number(update_in.id_number),
+            update=HealthCodeUpdate(
+                HealthCode(update_in.health_code), update_in.as_of.astimezone(UTC)
+            ),
+            received_at=received_at,
+        )
+
+    def key(self) -> bytes:
+        return self.worker_ref.encode()
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "worker_ref": self.worker_ref,
+                "id_masked": self.id_masked,
+                "health_code": self.update.health_code.value,
+                "as_of": self.update.as_of.isoformat(),
+                "received_at": self.received_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> AcceptedHealthUpdate:
+        body = orjson.loads(raw)
+        return cls(
+            worker_ref=body["worker_ref"],
+            id_masked=body["id_masked"],
+            update=HealthCodeUpdate(
+                HealthCode(body["health_code"]), datetime.fromisoformat(body["as_of"])
+            ),
+            received_at=datetime.fromisoformat(body["received_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A rejected input: the original bytes as the value, the why in headers."""
+
+    reason: str
+    message: str
+    original_key: bytes | None
+    original_value: bytes
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+    rejected_at: datetime
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("reason", self.reason.encode()),
+            ("message", self.message.encode()),
+            ("source_topic", self.source_topic.encode()),
+            ("source_partition", str(self.source_partition).encode()),
+            ("source_offset", str(self.source_offset).encode()),
+            ("rejected_at", self.rejected_at.isoformat().encode()),
+        ]
+
+    @classmethod
+    def from_record(
+        cls, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> DeadLetter:
+        fields = {name: raw.decode() for name, raw in headers}
+
+        def as_int(text: str | None) -> int | None:
+            return int(text) if text not in (None, "None") else None
+
+        return cls(
+            reason=fields.get("reason", "unknown"),
+            message=fields.get("message", ""),
+            original_key=key,
+            original_value=value,
+            source_topic=fields.get("source_topic", ""),
+            source_partition=as_int(fields.get("source_partition")),
+            source_offset=as_int(fields.get("source_offset")),
+            rejected_at=datetime.fromisoformat(fields["rejected_at"])
+            if "rejected_at" in fields
+            else datetime.now(UTC),
+        )

@@ -1,0 +1,53 @@
+"""Prometheus metrics with the contract's names. No worker identifiers in labels."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+SCAN_TO_STATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """All of returnloop's metrics, registered on the registry passed in."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.scans_total = Counter(
+            "returnloop_scans_total",
+            "Scans by kind and outcome (accepted, rejected, applied, duplicate).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.workers = Gauge(
+            "returnloop_workers",
+            "Workers by loop stage and status.",
+            ["stage", "status"],
+            registry=registry,
+        )
+        self.alerts_total = Counter(
+            "returnloop_alerts_total", "Alerts raised, by kind.", ["kind"], registry=registry
+        )
+        self.scan_to_state_seconds = Histogram(
+            "returnloop_scan_to_state_seconds",
+            "Time from a scan's intake to its state change being committed.",
+            buckets=SCAN_TO_STATE_BUCKETS,
+            registry=registry,
+        )
+        self.rejected_total = Counter(
+            "returnloop_rejected_total",
+            "Rejected input, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.batches_total = Counter(
+            "returnloop_tracker_batches_total",
+            "Batches handled, by stage and outcome.",
+            ["stage", "outcome"],
+            registry=registry,
+        )
+        self.health_updates_total = Counter(
+            "returnloop_health_code_updates_total",
+            "Health-code updates by outcome.",
+            ["outcome"],
+            registry=registry,
+        )

@@ -1,0 +1,519 @@
+"""The PostgreSQL adapter: every SQL statement returnloop runs lives here.
+
+Writes go through ``LoopUnitOfWork`` (one transaction per batch: lock the
+batch's workers, record the scans idempotently, load their history, save the
+decided states and alerts). Reads for the API are plain methods on the store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from shared.db import asyncpg_url
+from shared.domain.model import (
+    Alert,
+    AlertKind,
+    Assignment,
+    Checkpoint,
+    HealthCode,
+    HealthCodeUpdate,
+    Kind,
+    LoopState,
+    Scan,
+    Stage,
+    Status,
+    WorkerHistory,
+)
+from shared.messages import AcceptedHealthUpdate, AcceptedScan
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool with JSONB mapped to Python objects."""
+    pool = await asyncpg.create_pool(
+        asyncpg_url(database_url), min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool
+
+
+def checkpoint_to_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "at": checkpoint.at.isoformat(),
+        "passed": checkpoint.passed,
+        "station": checkpoint.station,
+        "scan_id": checkpoint.scan_id,
+    }
+    for name in ("temperature_c", "trip_id", "enterprise_id"):
+        value = getattr(checkpoint, name)
+        if value is not None:
+            body[name] = value
+    if checkpoint.health_code is not None:
+        body["health_code"] = checkpoint.health_code.value
+    return body
+
+
+@dataclass(frozen=True)
+class WorkerAssignment:
+    worker_ref: str
+    id_masked: str
+    assignment: Assignment
+
+
+@dataclass(frozen=True)
+class SavedState:
+    worker_ref: str
+    id_masked: str
+    state: LoopState
+    scan_count: int
+
+
+_SCAN_COLUMNS = (
+    "scan_id, worker_ref, kind, occurred_at, station, temperature_c, health_code, "
+    "trip_id, enterprise_id, received_at, source_topic, source_partition, source_offset"
+)
+
+
+class LoopUnitOfWork:
+    """One transaction's worth of closed-loop writes; built by ``PostgresStore.transaction``."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def lock_workers(self, workers: dict[str, str]) -> dict[str, WorkerAssignment]:
+        """Create missing worker rows, then lock all of them (in key order: no deadlocks)."""
+        refs = sorted(workers)
+        await self.connection.execute(
+            """
+            INSERT INTO workers (worker_ref, id_masked)
+            SELECT * FROM unnest($1::text[], $2::text[])
+            ON CONFLICT (worker_ref) DO NOTHING
+            """,
+            refs,
+            [workers[ref] for ref in refs],
+        )
+        rows = await self.connection.fetch(
+            """
+            SELECT worker_ref, id_masked, enterprise_id, trip_id FROM workers
+            WHERE worker_ref = ANY($1::text[]) ORDER BY worker_ref FOR UPDATE
+            """,
+            refs,
+        )
+        return {
+            row["worker_ref"]: WorkerAssignment(
+                row["worker_ref"],
+                row["id_masked"],
+                Assignment(row["enterprise_id"], row["trip_id"]),
+            )
+            for row in rows
+        }
+
+    async def record_scans(self, accepted: Sequence[AcceptedScan]) -> set[str]:
+        """Insert scans into the log; return the scan_ids that were new (idempotency)."""
+        if not accepted:
+            return set()
+        columns: list[list[Any]] = [[] for _ in range(13)]
+        for item in accepted:
+            scan, source = item.scan, item.source
+            values = (
+                scan.scan_id,
+                item.worker_ref,
+                scan.kind.value,
+                scan.occurred_at,
+                scan.station,
+                scan.temperature_c,
+                scan.health_code.value if scan.health_code else None,
+                scan.trip_id,
+                scan.enterprise_id,
+                item.received_at,
+                source.topic if source else None,
+                source.partition if source else None,
+                source.offset if source else None,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        rows = await self.connection.fetch(
+            f"""
+            INSERT INTO applied_scans ({_SCAN_COLUMNS})
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                $5::text[], $6::float8[], $7::text[], $8::text[], $9::text[],
+                $10::timestamptz[], $11::text[], $12::int[], $13::bigint[])
+            ON CONFLICT (scan_id) DO NOTHING
+            RETURNING scan_id
+            """,
+            *columns,
+        )
+        return {row["scan_id"] for row in rows}
+
+    async def record_updates(self, accepted: Sequence[AcceptedHealthUpdate]) -> set[str]:
+        """Insert colour updates; return the worker_refs that got a new one."""
+        if not accepted:
+            return set()
+        rows = await self.connection.fetch(
+            """
+            INSERT INTO health_code_updates (worker_ref, as_of, health_code, received_at)
+            SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[])
+            ON CONFLICT DO NOTHING
+            RETURNING worker_ref
+            """,
+            [item.worker_ref for item in accepted],
+            [item.update.as_of for item in accepted],
+            [item.update.health_code.value for item in accepted],
+            [item.received_at for item in accepted],
+        )
+        return {row["worker_ref"] for row in rows}
+
+    async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
+        """Every applied scan, colour update and stored alert of these workers."""
+        scans: dict[str, list[Scan]] = defaultdict(list)
+        for row in await self.connection.fetch(
+            """
+            SELECT worker_ref, scan_id, kind, occurred_at, station, temperature_c, health_code,
+                   trip_id, enterprise_id
+            FROM applied_scans WHERE worker_ref = ANY($1::text[])
+            """,
+            worker_refs,
+        ):
+            scans[row["worker_ref"]].append(
+                Scan(
+                    scan_id=row["scan_id"],
+                    kind=Kind(row["kind"]),
+                    occurred_at=row["occurred_at"],
+                    station=row["station"],
+                    temperature_c=row["temperature_c"],
+                    health_code=HealthCode(row["health_code"]) if row["health_code"] else None,
+                    trip_id=row["trip_id"],
+                    enterprise_id=row["enterprise_id"],
+                )
+            )
+        updates: dict[str, list[HealthCodeUpdate]] = defaultdict(list)
+        for row in await self.connection.fetch(
+            "SELECT worker_ref, as_of, health_code FROM health_code_updates "
+            "WHERE worker_ref = ANY($1::text[])",
+            worker_refs,
+        ):
+            updates[row["worker_ref"]].append(
+                HealthCodeUpdate(HealthCode(row["health_code"]), row["as_of"])
+            )
+        alerts: dict[str, list[Alert]] = defaultdict(list)
+        for row in await self.connection.fetch(
+            "SELECT worker_ref, kind, raised_at, open, closed_at FROM alerts "
+            "WHERE worker_ref = ANY($1::text[])",
+            worker_refs,
+        ):
+            alerts[row["worker_ref"]].append(
+                Alert(AlertKind(row["kind"]), row["raised_at"], row["open"], row["closed_at"])
+            )
+        return {
+            ref: WorkerHistory(
+                tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
+                tuple(sorted(updates[ref], key=lambda update: update.order_key)),
+                tuple(alerts[ref]),
+            )
+            for ref in worker_refs
+        }
+
+    async def load_previous(self, worker_refs: Sequence[str]) -> dict[str, LoopState]:
+        """The stage and status each worker had before this transaction."""
+        rows = await self.connection.fetch(
+            "SELECT worker_ref, stage, status FROM loop_state WHERE worker_ref = ANY($1::text[])",
+            worker_refs,
+        )
+        known = {
+            row["worker_ref"]: LoopState(stage=Stage(row["stage"]), status=Status(row["status"]))
+            for row in rows
+        }
+        return {ref: known.get(ref, LoopState()) for ref in worker_refs}
+
+    async def trip_etas(self, trip_ids: Iterable[str]) -> dict[str, datetime]:
+        wanted = sorted(set(trip_ids))
+        if not wanted:
+            return {}
+        rows = await self.connection.fetch(
+            "SELECT trip_id, eta FROM trips WHERE trip_id = ANY($1::text[])", wanted
+        )
+        return {row["trip_id"]: row["eta"] for row in rows}
+
+    async def save(self, saved: Sequence[SavedState], now: datetime) -> None:
+        """Upsert loop states and their alerts (set-based: one statement each)."""
+        if not saved:
+            return
+        await self.connection.execute(
+            """
+            INSERT INTO loop_state (worker_ref, id_masked, stage, status, health_code, departed,
+                boarded_trip_id, arrived, checked_in_enterprise_id, checkpoints, next_deadline,
+                scan_count, updated_at)
+            SELECT r, m, st, su, hc, dep, bt, arr, ce, cp, nd, sc, $13
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                $6::bool[], $7::text[], $8::bool[], $9::text[], $10::jsonb[],
+                $11::timestamptz[], $12::int[])
+                AS t(r, m, st, su, hc, dep, bt, arr, ce, cp, nd, sc)
+            ON CONFLICT (worker_ref) DO UPDATE SET
+                id_masked = EXCLUDED.id_masked, stage = EXCLUDED.stage,
+                status = EXCLUDED.status, health_code = EXCLUDED.health_code,
+                departed = EXCLUDED.departed, boarded_trip_id = EXCLUDED.boarded_trip_id,
+                arrived = EXCLUDED.arrived,
+                checked_in_enterprise_id = EXCLUDED.checked_in_enterprise_id,
+                checkpoints = EXCLUDED.checkpoints, next_deadline = EXCLUDED.next_deadline,
+                scan_count = EXCLUDED.scan_count, updated_at = EXCLUDED.updated_at
+            """,
+            [item.worker_ref for item in saved],
+            [item.id_masked for item in saved],
+            [item.state.stage.value for item in saved],
+            [item.state.status.value for item in saved],
+            [item.state.health_code.value if item.state.health_code else None for item in saved],
+            [item.state.departed for item in saved],
+            [item.state.boarded_trip_id for item in saved],
+            [item.state.arrived for item in saved],
+            [item.state.checked_in_enterprise_id for item in saved],
+            [
+                {kind.value: checkpoint_to_json(cp) for kind, cp in item.state.checkpoints.items()}
+                for item in saved
+            ],
+            [item.state.next_deadline for item in saved],
+            [item.scan_count for item in saved],
+            now,
+        )
+        alerts = [(item.worker_ref, alert) for item in saved for alert in item.state.alerts]
+        if alerts:
+            await self.connection.execute(
+                """
+                INSERT INTO alerts (worker_ref, kind, raised_at, open, closed_at, updated_at)
+                SELECT r, k, ra, o, ca, $6
+                FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[],
+                    $5::timestamptz[]) AS t(r, k, ra, o, ca)
+                ON CONFLICT (worker_ref, kind, raised_at) DO UPDATE SET
+                    open = EXCLUDED.open, closed_at = EXCLUDED.closed_at,
+                    updated_at = EXCLUDED.updated_at
+                WHERE alerts.open IS DISTINCT FROM EXCLUDED.open
+                   OR alerts.closed_at IS DISTINCT FROM EXCLUDED.closed_at
+                """,
+                [ref for ref, _ in alerts],
+                [alert.kind.value for _, alert in alerts],
+                [alert.raised_at for _, alert in alerts],
+                [alert.open for _, alert in alerts],
+                [alert.closed_at for _, alert in alerts],
+                now,
+            )
+
+    async def due_for_sweep(self, now: datetime, limit: int) -> dict[str, str]:
+        """Workers whose next deadline has passed, locked; others' locks are skipped."""
+        rows = await self.connection.fetch(
+            """
+            SELECT w.worker_ref, w.id_masked FROM loop_state s
+            JOIN workers w USING (worker_ref)
+            WHERE s.next_deadline <= $1
+            ORDER BY s.next_deadline
+            LIMIT $2
+            FOR UPDATE OF s SKIP LOCKED
+            """,
+            now,
+            limit,
+        )
+        return {row["worker_ref"]: row["id_masked"] for row in rows}
+
+
+class PostgresStore:
+    """The PostgreSQL adapter over a connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, database_url: str, *, max_size: int = 10) -> PostgresStore:
+        return cls(await create_pool(database_url, max_size=max_size))
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[LoopUnitOfWork]:
+        """A unit of work: everything inside commits together or not at all."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            yield LoopUnitOfWork(connection)
+
+    async def ping(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1"))
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    role: str
+    enterprise_id: str | None
+    expires_at: datetime | None
+
+
+def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[str, Any]:
+    """The contract's loop view of one worker (no plain ID number, ever)."""
+    return {
+        "worker_ref": worker["worker_ref"],
+        "id_masked": worker["id_masked"],
+        "enterprise_id": worker["enterprise_id"],
+        "trip_id": worker["trip_id"] or worker["boarded_trip_id"],
+        "stage": worker["stage"] or Stage.REGISTERED.value,
+        "status": worker["status"] or Status.OPEN.value,
+        "health_code": worker["health_code"],
+        "checkpoints": worker["checkpoints"] or {},
+        "alerts": [
+            {
+                "kind": alert["kind"],
+                "raised_at": alert["raised_at"].isoformat(),
+                "open": alert["open"],
+                "closed_at": alert["closed_at"].isoformat() if alert["closed_at"] else None,
+            }
+            for alert in alerts
+        ],
+        "updated_at": (worker["state_updated_at"] or worker["worker_updated_at"]).isoformat(),
+    }
+
+
+class ReadsAndManifests:
+    """Reads for the API and manifest/token writes, over the same pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def loop_view(self, worker_ref: str) -> dict[str, Any] | None:
+        async with self.pool.acquire() as connection:
+            worker = await connection.fetchrow(
+                """
+                SELECT w.worker_ref, w.id_masked, w.enterprise_id, w.trip_id,
+                       w.updated_at AS worker_updated_at, s.stage, s.status, s.health_code,
+                       s.checkpoints, s.boarded_trip_id, s.updated_at AS state_updated_at
+                FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+                WHERE w.worker_ref = $1
+                """,
+                worker_ref,
+            )
+            if worker is None:
+                return None
+            alerts = await connection.fetch(
+                "SELECT kind, raised_at, open, closed_at FROM alerts WHERE worker_ref = $1 "
+                "ORDER BY raised_at, kind",
+                worker_ref,
+            )
+        return loop_view(worker, alerts)
+
+    async def worker_enterprise(self, worker_ref: str) -> tuple[bool, str | None]:
+        """Whether the worker is known, and the enterprise their manifest names."""
+        row = await self.pool.fetchrow(
+            "SELECT enterprise_id FROM workers WHERE worker_ref = $1", worker_ref
+        )
+        return (row is not None, row["enterprise_id"] if row else None)
+
+    async def upsert_manifest(
+        self,
+        enterprises: Sequence[dict[str, Any]],
+        trips: Sequence[dict[str, Any]],
+        workers: Sequence[dict[str, Any]],
+    ) -> None:
+        """Upsert enterprises, trips and workers; workers whose assignment changed are
+        re-decided by the next sweep (their deadline is set to now)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            if enterprises:
+                await connection.execute(
+                    """
+                    INSERT INTO enterprises (enterprise_id, name, shortage)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+                    ON CONFLICT (enterprise_id) DO UPDATE SET name = EXCLUDED.name,
+                        shortage = EXCLUDED.shortage, updated_at = now()
+                    """,
+                    [e["enterprise_id"] for e in enterprises],
+                    [e["name"] for e in enterprises],
+                    [e["shortage"] for e in enterprises],
+                )
+            if trips:
+                await connection.execute(
+                    """
+                    INSERT INTO trips (trip_id, mode, origin, destination, departs_at, eta)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                        $5::timestamptz[], $6::timestamptz[])
+                    ON CONFLICT (trip_id) DO UPDATE SET mode = EXCLUDED.mode,
+                        origin = EXCLUDED.origin, destination = EXCLUDED.destination,
+                        departs_at = EXCLUDED.departs_at, eta = EXCLUDED.eta, updated_at = now()
+                    """,
+                    [t["trip_id"] for t in trips],
+                    [t["mode"] for t in trips],
+                    [t["origin"] for t in trips],
+                    [t["destination"] for t in trips],
+                    [t["departs_at"] for t in trips],
+                    [t["eta"] for t in trips],
+                )
+            if workers:
+                refs = [w["worker_ref"] for w in workers]
+                await connection.execute(
+                    """
+                    INSERT INTO workers (worker_ref, id_masked, name, enterprise_id, trip_id)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                        $5::text[])
+                    ON CONFLICT (worker_ref) DO UPDATE SET id_masked = EXCLUDED.id_masked,
+                        name = EXCLUDED.name, enterprise_id = EXCLUDED.enterprise_id,
+                        trip_id = EXCLUDED.trip_id, updated_at = now()
+                    """,
+                    refs,
+                    [w["id_masked"] for w in workers],
+                    [w["name"] for w in workers],
+                    [w["enterprise_id"] for w in workers],
+                    [w["trip_id"] for w in workers],
+                )
+                await connection.execute(
+                    "UPDATE loop_state SET next_deadline = now() WHERE worker_ref = ANY($1::text[])",
+                    refs,
+                )
+            if trips:
+                await connection.execute(
+                    "UPDATE loop_state SET next_deadline = now() "
+                    "WHERE boarded_trip_id = ANY($1::text[])",
+                    [t["trip_id"] for t in trips],
+                )
+
+    async def workers_by_stage_status(self) -> list[tuple[str, str, int]]:
+        rows = await self.pool.fetch(
+            """
+            SELECT coalesce(s.stage, 'registered') AS stage, coalesce(s.status, 'open') AS status,
+                   count(*) AS n
+            FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+            GROUP BY 1, 2
+            """
+        )
+        return [(row["stage"], row["status"], row["n"]) for row in rows]
+
+    async def save_token(
+        self, token_hash: str, role: str, enterprise_id: str | None, expires_at: datetime | None
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO api_tokens (token_hash, role, enterprise_id, expires_at) "
+            "VALUES ($1, $2, $3, $4)",
+            token_hash,
+            role,
+            enterprise_id,
+            expires_at,
+        )
+
+    async def find_token(self, token_hash: str, now: datetime) -> TokenRecord | None:
+        row = await self.pool.fetchrow(
+            """
+            SELECT role, enterprise_id, expires_at FROM api_tokens
+            WHERE token_hash = $1 AND revoked_at IS NULL
+              AND (expires_at IS NULL OR expires_at > $2)
+            """,
+            token_hash,
+            now,
+        )
+        return TokenRecord(row["role"], row["enterprise_id"], row["expires_at"]) if row else None

@@ -1,0 +1,225 @@
+"""The order- and duplicate-independence promises of PRODUCT.md, as hypothesis properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.domain.model import (
+    Assignment,
+    HealthCode,
+    HealthCodeUpdate,
+    Kind,
+    LoopState,
+    Scan,
+    WorkerHistory,
+    apply,
+    decide,
+)
+from tests.unit.conftest import (
+    ASSIGNMENT,
+    ENTERPRISE,
+    OTHER_ENTERPRISE,
+    OTHER_TRIP,
+    TRIP,
+    arrival_check,
+    at,
+    boarding,
+    checkin,
+    colour_update,
+    departure_check,
+)
+
+bounded = settings(max_examples=200, deadline=None, database=None)
+
+# Scanners in the field report local time; the same instant may come in either offset.
+zones = st.sampled_from([UTC, timezone(timedelta(hours=8))])
+temperatures = st.sampled_from([36.2, 36.5, 36.6, 36.8, 37.2, 36.4, 37.3, 38.5])
+colours = st.sampled_from(list(HealthCode))
+mostly_green = st.sampled_from([HealthCode.GREEN] * 6 + [HealthCode.YELLOW, HealthCode.RED])
+
+# Where each checkpoint's scans fall by default, so journeys are mostly in order but
+# jitter can move any scan before or after its neighbours; a coarse grid of times
+# makes simultaneous scans (ties) common.
+USUAL_HOUR = {Kind.DEPARTURE_CHECK: 0, Kind.BOARDING: 2, Kind.ARRIVAL_CHECK: 10, Kind.CHECKIN: 12}
+
+
+@dataclass(frozen=True)
+class Journey:
+    scans: tuple[Scan, ...]
+    updates: tuple[HealthCodeUpdate, ...]
+    now: datetime
+    assignment: Assignment
+    trip_etas: dict[str, datetime]
+
+    def decide(self, scans=None, updates=None, *, now=None) -> LoopState:
+        return decide(
+            self.scans if scans is None else scans,
+            self.updates if updates is None else updates,
+            now=self.now if now is None else now,
+            assignment=self.assignment,
+            trip_etas=self.trip_etas,
+        )
+
+    def apply(self, history, previous, *, scans=(), updates=(), now) -> object:
+        return apply(
+            history,
+            previous,
+            scans=scans,
+            updates=updates,
+            now=now,
+            assignment=self.assignment,
+            trip_etas=self.trip_etas,
+        )
+
+
+def in_zone(moment: datetime, zone: timezone) -> datetime:
+    return moment.astimezone(zone)
+
+
+@st.composite
+def scans_at(draw, kind: Kind, scan_id: str) -> Scan:
+    jitter = draw(st.sampled_from([-12, -6, -1, 0, 0, 0, 0, 0, 0, 1, 6, 12]))
+    hours = USUAL_HOUR[kind] + jitter + draw(st.sampled_from([0, 0, 0, 0.5, 1]))
+    if kind is Kind.DEPARTURE_CHECK:
+        scan = departure_check(
+            hours, temperature_c=draw(temperatures), health_code=draw(mostly_green)
+        )
+    elif kind is Kind.ARRIVAL_CHECK:
+        scan = arrival_check(
+            hours, temperature_c=draw(temperatures), health_code=draw(mostly_green)
+        )
+    elif kind is Kind.BOARDING:
+        scan = boarding(hours, trip_id=draw(st.sampled_from([TRIP, TRIP, OTHER_TRIP])))
+    else:
+        scan = checkin(
+            hours, enterprise_id=draw(st.sampled_from([ENTERPRISE, ENTERPRISE, OTHER_ENTERPRISE]))
+        )
+    return replace(scan, scan_id=scan_id, occurred_at=in_zone(scan.occurred_at, draw(zones)))
+
+
+@st.composite
+def updates(draw) -> HealthCodeUpdate:
+    update = colour_update(
+        draw(st.integers(min_value=-4, max_value=40).map(lambda n: n / 2)), draw(colours)
+    )
+    return replace(update, as_of=in_zone(update.as_of, draw(zones)))
+
+
+@st.composite
+def journeys(draw) -> Journey:
+    scans: list[Scan] = []
+    for kind in Kind:
+        count = draw(st.sampled_from([0, 1, 1, 1, 2, 3]))
+        scans.extend(draw(scans_at(kind, f"{kind.value}-{n}")) for n in range(count))
+    trip_etas = draw(
+        st.sampled_from([{}, {TRIP: at(8)}, {TRIP: at(8), OTHER_TRIP: at(20)}, {TRIP: at(30)}])
+    )
+    return Journey(
+        scans=tuple(sorted(scans, key=lambda scan: scan.order_key)),
+        updates=tuple(draw(st.lists(updates(), max_size=3))),
+        now=at(draw(st.integers(min_value=0, max_value=160).map(lambda n: n / 2))),
+        assignment=draw(st.sampled_from([ASSIGNMENT, ASSIGNMENT, Assignment()])),
+        trip_etas=trip_etas,
+    )
+
+
+def event_time(event: Scan | HealthCodeUpdate) -> datetime:
+    return event.as_of if isinstance(event, HealthCodeUpdate) else event.occurred_at
+
+
+@bounded
+@given(journey=journeys(), data=st.data())
+def test_any_arrival_order_gives_the_event_order_state(journey, data):
+    shuffled_scans = data.draw(st.permutations(journey.scans))
+    shuffled_updates = data.draw(st.permutations(journey.updates))
+
+    assert journey.decide(shuffled_scans, shuffled_updates) == journey.decide()
+
+
+@bounded
+@given(journey=journeys(), data=st.data())
+def test_duplicate_scans_and_updates_change_nothing(journey, data):
+    repeated_scans = data.draw(st.lists(st.sampled_from(journey.scans))) if journey.scans else []
+    repeated_updates = (
+        data.draw(st.lists(st.sampled_from(journey.updates))) if journey.updates else []
+    )
+    scans = data.draw(st.permutations([*journey.scans, *repeated_scans]))
+    updates = data.draw(st.permutations([*journey.updates, *repeated_updates]))
+
+    assert journey.decide(scans, updates) == journey.decide()
+
+
+def apply_one_by_one(journey: Journey, data) -> tuple[object, datetime]:
+    """Apply the journey's events singly in a random arrival order, as a tracker would.
+
+    Each event is applied some time after it occurred (a scanner's offline batch may be
+    hours late), and the tracker's clock never runs backwards.
+    """
+    events = data.draw(st.permutations([*journey.scans, *journey.updates]))
+    history, state = WorkerHistory(), LoopState()
+    transition = None
+    now = at(-100)
+    for event in events:
+        delay = timedelta(hours=data.draw(st.sampled_from([0, 0.5, 3, 30])))
+        now = max(now, event_time(event) + delay)
+        if isinstance(event, HealthCodeUpdate):
+            transition = journey.apply(history, state, updates=[event], now=now)
+        else:
+            transition = journey.apply(history, state, scans=[event], now=now)
+        history, state = transition.history, transition.state
+    return transition, now
+
+
+@bounded
+@given(journey=journeys(), data=st.data())
+def test_applying_events_in_any_arrival_order_ends_in_the_event_order_state(journey, data):
+    if not journey.scans and not journey.updates:
+        return
+    transition, now = apply_one_by_one(journey, data)
+
+    applied = transition.state
+    event_order = journey.decide(now=now)
+    assert applied.stage is event_order.stage
+    assert applied.status is event_order.status
+    assert applied.checkpoints == event_order.checkpoints
+    assert applied.health_code is event_order.health_code
+    assert {a for a in applied.alerts if a.open} == {a for a in event_order.alerts if a.open}
+    assert all(not alert.open for alert in applied.alerts if alert not in event_order.alerts)
+    assert set(event_order.alerts) <= set(applied.alerts)
+
+
+@bounded
+@given(journey=journeys(), data=st.data())
+def test_no_alert_is_closed_before_it_was_raised(journey, data):
+    if not journey.scans and not journey.updates:
+        return
+    transition, _ = apply_one_by_one(journey, data)
+
+    for alert in transition.state.alerts:
+        assert alert.open or alert.closed_at >= alert.raised_at, alert
+
+
+@bounded
+@given(journey=journeys(), data=st.data())
+def test_applying_nothing_new_again_is_no_change(journey, data):
+    if not journey.scans and not journey.updates:
+        return
+    transition, now = apply_one_by_one(journey, data)
+
+    again = journey.apply(
+        transition.history,
+        transition.state,
+        scans=journey.scans,
+        updates=journey.updates,
+        now=now,
+    )
+
+    assert again.applied == ()
+    assert again.raised == ()
+    assert again.closed == ()
+    assert not again.changed
+    assert again.state == transition.state
