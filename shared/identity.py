@@ -14,7 +14,7 @@ from datetime import date
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_SHAPE = re.compile(r"^[1-9]\d{16}[\dX]$")
+_SHAPE = re.compile(r"^[1-9][0-9]{16}[0-9X]$")
 _EARLIEST_BIRTH = date(1900, 1, 1)
 
 

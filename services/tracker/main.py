@@ -37,7 +37,13 @@ def rules_from(settings: Settings) -> Rules:
 class TrackerProcess:
     """The tracker's adapters and loops, started and stopped together."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        health_updates_in_batches: bool = True,
+    ) -> None:
         if not settings.database_url or not settings.kafka_bootstrap:
             raise SettingsError("the tracker needs RETURNLOOP_DATABASE_URL and _KAFKA_BOOTSTRAP")
         self.settings = settings
@@ -48,6 +54,8 @@ class TrackerProcess:
         self._store: PostgresStore | None = None
         self._publisher: KafkaPublisher | None = None
         self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+        self.health_updates_in_batches = health_updates_in_batches
 
     async def start(self) -> Tracker:
         settings = self.settings
@@ -67,7 +75,9 @@ class TrackerProcess:
             bootstrap=settings.kafka_bootstrap,
             group_id=settings.consumer_group,
             max_records=settings.batch_max_records,
+            health_updates=self.health_updates_in_batches,
         )
+        self.started.set()
         return self.tracker
 
     async def sweep_forever(self) -> None:

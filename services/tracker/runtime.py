@@ -200,15 +200,27 @@ class Tracker:
 
 
 def build_consumers(
-    tracker: Tracker, *, bootstrap: str, group_id: str, max_records: int
+    tracker: Tracker,
+    *,
+    bootstrap: str,
+    group_id: str,
+    max_records: int,
+    health_updates: bool = True,
 ) -> list[BatchConsumer]:
-    """The two batch consumers: intake (input topics) and apply (topics past validation)."""
+    """The two batch consumers: intake (input topics) and apply (topics past validation).
+
+    ``health_updates=False`` leaves ``healthcode.updates`` to another consumer
+    (the Faust agent in ``services.tracker.app``).
+    """
+    intake_topics = [*topics.INPUT_TOPICS.values()]
+    if health_updates:
+        intake_topics.append(topics.HEALTHCODE_UPDATES)
     return [
         BatchConsumer(
             name="intake",
             bootstrap=bootstrap,
             group_id=f"{group_id}-intake",
-            topics=[*topics.INPUT_TOPICS.values(), topics.HEALTHCODE_UPDATES],
+            topics=intake_topics,
             handler=tracker.handle_intake,
             max_records=max_records,
         ),

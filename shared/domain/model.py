@@ -202,12 +202,29 @@ class _Fold:
         self.arrival_ok = False
         self.arrival_cleared_at: datetime | None = None
         self.checked_in_enterprise_id: str | None = None
+        self.checkin_seen = False
         self.colour: HealthCode | None = None
 
     def condition(self, kind: AlertKind, active: bool, at: datetime) -> None:
-        """Open ``kind`` when it becomes active, close it when it stops being so."""
+        """Open ``kind`` when it becomes active, close it when it stops being so.
+
+        An alert closed and raised again at the same instant stays one alert, so
+        that no two alerts of a kind share a ``raised_at``.
+        """
         if active and kind not in self.opened:
-            self.opened[kind] = at
+            reopened = next(
+                (
+                    alert
+                    for alert in reversed(self.history)
+                    if alert.kind is kind and alert.closed_at == at
+                ),
+                None,
+            )
+            if reopened is not None:
+                self.history.remove(reopened)
+                self.opened[kind] = reopened.raised_at
+            else:
+                self.opened[kind] = at
         elif not active and kind in self.opened:
             raised_at = self.opened.pop(kind)
             self.history.append(Alert(kind, raised_at, open=False, closed_at=at))
@@ -218,7 +235,7 @@ class _Fold:
             eta = self.trip_etas.get(self.boarded_trip_id)
             if eta is not None:
                 deadlines.append((eta + self.rules.arrival_grace, AlertKind.OVERDUE_ARRIVAL))
-        if self.arrival_cleared_at is not None and self.stage is not Stage.CHECKED_IN:
+        if self.arrival_cleared_at is not None and not self.checkin_seen:
             deadlines.append(
                 (self.arrival_cleared_at + self.rules.checkin_window, AlertKind.OVERDUE_CHECKIN)
             )
@@ -300,9 +317,11 @@ class _Fold:
         if right_place:
             self.checked_in_enterprise_id = scan.enterprise_id
         passed = self.arrival_ok and right_place
+        # Any check-in scan ends the wait: a wrong one raises its own alert.
+        self.checkin_seen = True
+        self.condition(AlertKind.OVERDUE_CHECKIN, False, at)
         if passed and self.stage is Stage.ARRIVAL_CLEARED:
             self.stage = Stage.CHECKED_IN
-            self.condition(AlertKind.OVERDUE_CHECKIN, False, at)
         self.record(scan, passed)
 
     def health_update(self, update: HealthCodeUpdate) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shared.domain.model import (
@@ -15,6 +15,7 @@ from shared.domain.model import (
     Kind,
     LoopState,
     Scan,
+    Transition,
     WorkerHistory,
     apply,
     decide,
@@ -64,7 +65,7 @@ class Journey:
             trip_etas=self.trip_etas,
         )
 
-    def apply(self, history, previous, *, scans=(), updates=(), now) -> object:
+    def apply(self, history, previous, *, scans=(), updates=(), now) -> Transition:
         return apply(
             history,
             previous,
@@ -76,14 +77,14 @@ class Journey:
         )
 
 
-def in_zone(moment: datetime, zone: timezone) -> datetime:
-    return moment.astimezone(zone)
+@st.composite
+def hours_for(draw, kind: Kind) -> float:
+    jitter = draw(st.sampled_from([-12, -6, -1, 0, 0, 0, 0, 0, 0, 1, 6, 12]))
+    return USUAL_HOUR[kind] + jitter + draw(st.sampled_from([0, 0, 0, 0.5, 1]))
 
 
 @st.composite
-def scans_at(draw, kind: Kind, scan_id: str) -> Scan:
-    jitter = draw(st.sampled_from([-12, -6, -1, 0, 0, 0, 0, 0, 0, 1, 6, 12]))
-    hours = USUAL_HOUR[kind] + jitter + draw(st.sampled_from([0, 0, 0, 0.5, 1]))
+def scans_at(draw, kind: Kind, hours: float, scan_id: str) -> Scan:
     if kind is Kind.DEPARTURE_CHECK:
         scan = departure_check(
             hours, temperature_c=draw(temperatures), health_code=draw(mostly_green)
@@ -98,7 +99,7 @@ def scans_at(draw, kind: Kind, scan_id: str) -> Scan:
         scan = checkin(
             hours, enterprise_id=draw(st.sampled_from([ENTERPRISE, ENTERPRISE, OTHER_ENTERPRISE]))
         )
-    return replace(scan, scan_id=scan_id, occurred_at=in_zone(scan.occurred_at, draw(zones)))
+    return replace(scan, scan_id=scan_id, occurred_at=scan.occurred_at.astimezone(draw(zones)))
 
 
 @st.composite
@@ -106,7 +107,7 @@ def updates(draw) -> HealthCodeUpdate:
     update = colour_update(
         draw(st.integers(min_value=-4, max_value=40).map(lambda n: n / 2)), draw(colours)
     )
-    return replace(update, as_of=in_zone(update.as_of, draw(zones)))
+    return replace(update, as_of=update.as_of.astimezone(draw(zones)))
 
 
 @st.composite
@@ -114,7 +115,12 @@ def journeys(draw) -> Journey:
     scans: list[Scan] = []
     for kind in Kind:
         count = draw(st.sampled_from([0, 1, 1, 1, 2, 3]))
-        scans.extend(draw(scans_at(kind, f"{kind.value}-{n}")) for n in range(count))
+        # Rechecks stamped the same second (one offline batch) are a case of their own.
+        same_instant = draw(st.booleans())
+        shared_hours = draw(hours_for(kind))
+        for n in range(count):
+            hours = shared_hours if same_instant else draw(hours_for(kind))
+            scans.append(draw(scans_at(kind, hours, f"{kind.value}-{n}")))
     trip_etas = draw(
         st.sampled_from([{}, {TRIP: at(8)}, {TRIP: at(8), OTHER_TRIP: at(20)}, {TRIP: at(30)}])
     )
@@ -153,33 +159,70 @@ def test_duplicate_scans_and_updates_change_nothing(journey, data):
     assert journey.decide(scans, updates) == journey.decide()
 
 
-def apply_one_by_one(journey: Journey, data) -> tuple[object, datetime]:
-    """Apply the journey's events singly in a random arrival order, as a tracker would.
+@dataclass(frozen=True)
+class Arrival:
+    """One event reaching the tracker ``delay_hours`` after it occurred."""
 
-    Each event is applied some time after it occurred (a scanner's offline batch may be
-    hours late), and the tracker's clock never runs backwards.
+    event: Scan | HealthCodeUpdate
+    delay_hours: float
+
+
+@st.composite
+def journeys_in_arrival_order(draw) -> tuple[Journey, tuple[Arrival, ...]]:
+    journey = draw(journeys())
+    events = draw(st.permutations([*journey.scans, *journey.updates]))
+    delays = st.sampled_from([0, 0.5, 3, 30])
+    return journey, tuple(Arrival(event, draw(delays)) for event in events)
+
+
+def apply_one_by_one(
+    journey: Journey, arrivals: tuple[Arrival, ...]
+) -> tuple[Transition, datetime]:
+    """Apply the events singly in arrival order, as the tracker would.
+
+    An event may reach the tracker hours after it occurred (a scanner's offline batch),
+    and the tracker's clock never runs backwards.
     """
-    events = data.draw(st.permutations([*journey.scans, *journey.updates]))
-    history, state = WorkerHistory(), LoopState()
-    transition = None
     now = at(-100)
-    for event in events:
-        delay = timedelta(hours=data.draw(st.sampled_from([0, 0.5, 3, 30])))
-        now = max(now, event_time(event) + delay)
-        if isinstance(event, HealthCodeUpdate):
-            transition = journey.apply(history, state, updates=[event], now=now)
-        else:
-            transition = journey.apply(history, state, scans=[event], now=now)
-        history, state = transition.history, transition.state
+    transition = journey.apply(WorkerHistory(), LoopState(), now=now)
+    for arrival in arrivals:
+        now = max(now, event_time(arrival.event) + timedelta(hours=arrival.delay_hours))
+        is_update = isinstance(arrival.event, HealthCodeUpdate)
+        transition = journey.apply(
+            transition.history,
+            transition.state,
+            scans=[] if is_update else [arrival.event],
+            updates=[arrival.event] if is_update else [],
+            now=now,
+        )
     return transition, now
 
 
+# Three departure checks stamped the same second: fever, pass, fever again.
+SAME_SECOND_RECHECKS = Journey(
+    scans=(
+        departure_check(0, temperature_c=38.5, scan_id="a-fever"),
+        departure_check(0, scan_id="b-pass"),
+        departure_check(0, temperature_c=38.5, scan_id="c-fever"),
+    ),
+    updates=(),
+    now=at(1),
+    assignment=ASSIGNMENT,
+    trip_etas={},
+)
+SAME_SECOND_RECHECKS_IN_ORDER = (
+    SAME_SECOND_RECHECKS,
+    tuple(Arrival(scan, 0) for scan in SAME_SECOND_RECHECKS.scans),
+)
+
+
 @bounded
-@given(journey=journeys(), data=st.data())
-def test_applying_events_in_any_arrival_order_ends_in_the_event_order_state(journey, data):
-    if not journey.scans and not journey.updates:
-        return
-    transition, now = apply_one_by_one(journey, data)
+@given(case=journeys_in_arrival_order())
+@example(case=SAME_SECOND_RECHECKS_IN_ORDER)
+def test_applying_events_in_any_arrival_order_ends_in_the_event_order_state(case):
+    journey, arrivals = case
+
+    transition, now = apply_one_by_one(journey, arrivals)
 
     applied = transition.state
     event_order = journey.decide(now=now)
@@ -193,22 +236,20 @@ def test_applying_events_in_any_arrival_order_ends_in_the_event_order_state(jour
 
 
 @bounded
-@given(journey=journeys(), data=st.data())
-def test_no_alert_is_closed_before_it_was_raised(journey, data):
-    if not journey.scans and not journey.updates:
-        return
-    transition, _ = apply_one_by_one(journey, data)
+@given(case=journeys_in_arrival_order())
+def test_no_alert_is_closed_before_it_was_raised(case):
+    transition, _ = apply_one_by_one(*case)
 
     for alert in transition.state.alerts:
         assert alert.open or alert.closed_at >= alert.raised_at, alert
 
 
 @bounded
-@given(journey=journeys(), data=st.data())
-def test_applying_nothing_new_again_is_no_change(journey, data):
-    if not journey.scans and not journey.updates:
-        return
-    transition, now = apply_one_by_one(journey, data)
+@given(case=journeys_in_arrival_order())
+@example(case=SAME_SECOND_RECHECKS_IN_ORDER)
+def test_applying_the_same_events_again_is_no_change(case):
+    journey, arrivals = case
+    transition, now = apply_one_by_one(journey, arrivals)
 
     again = journey.apply(
         transition.history,

@@ -13,9 +13,8 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    op.execute(
-        """
+# One statement per execute: the asyncpg driver prepares each statement.
+SCHEMA = """
         CREATE TABLE enterprises (
             enterprise_id text PRIMARY KEY,
             name          text NOT NULL,
@@ -111,8 +110,13 @@ def upgrade() -> None:
             expires_at    timestamptz,
             revoked_at    timestamptz
         );
-        """
-    )
+"""
+
+
+def upgrade() -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            op.execute(statement)
 
 
 def downgrade() -> None:

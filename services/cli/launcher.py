@@ -1,0 +1,189 @@
+"""``returnloop up``: servers (embedded unless configured), schema, topics, tracker, API.
+
+Everything runs in the foreground; Ctrl-C stops it all and leaves no process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from shared.db import migrate
+from shared.kafka_admin import ensure_topics
+from shared.settings import Settings, resolve_worker_ref_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka_bootstrap: str
+    database_url: str
+    embedded: bool
+
+
+@contextlib.contextmanager
+def servers(settings: Settings) -> Iterator[Servers]:
+    """The configured servers, or embedded ones started (and stopped) here."""
+    if settings.kafka_bootstrap and settings.database_url:
+        yield Servers(settings.kafka_bootstrap, settings.database_url, embedded=False)
+        return
+    from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
+
+    data_dir = settings.data_dir.resolve()
+    with contextlib.ExitStack() as stack:
+        database_url = settings.database_url
+        if database_url is None:
+            database_url = stack.enter_context(EmbeddedPostgres(data_dir)).database_url
+        bootstrap = settings.kafka_bootstrap
+        if bootstrap is None:
+            bootstrap = stack.enter_context(EmbeddedKafka(data_dir / "kafka")).bootstrap
+        yield Servers(bootstrap, database_url, embedded=True)
+
+
+def _admin_token(settings: Settings) -> str:
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    path = settings.data_dir / "admin.token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("rl_admin_" + secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            # If the launcher dies without cleaning up, its children die with it.
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM (from a service manager or `timeout`) stops everything like Ctrl-C does."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"the {name} exited with code {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"the API was not ready within {timeout:.0f} s")
+
+
+def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool) -> int:
+    """Run the whole system until Ctrl-C (or until the demo is summarised)."""
+    _terminate_on_sigterm()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = resolve_worker_ref_key(settings).decode()
+    admin_token = _admin_token(settings)
+    logs = settings.data_dir.resolve() / "logs"
+    logs.mkdir(exist_ok=True)
+    with servers(settings) as found:
+        migrate(found.database_url)
+        ensure_topics(
+            found.kafka_bootstrap,
+            partitions=settings.topic_partitions,
+            replication=settings.topic_replication,
+            input_retention_hours=settings.input_retention_hours,
+        )
+        env = {
+            **os.environ,
+            "RETURNLOOP_KAFKA_BOOTSTRAP": found.kafka_bootstrap,
+            "RETURNLOOP_DATABASE_URL": found.database_url,
+            "RETURNLOOP_WORKER_REF_KEY": key,
+            "RETURNLOOP_ADMIN_TOKEN": admin_token,
+        }
+        processes = {
+            "tracker": _spawn("tracker", env, logs / "tracker.log"),
+            "api": _spawn("api", env, logs / "api.log"),
+        }
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        interrupted = False
+        try:
+            _wait_ready(url, processes, timeout=90)
+            print(
+                f"returnloop is ready: {url}  (OpenAPI at {url}/docs; admin token in "
+                f"{settings.data_dir / 'admin.token'}; logs in {logs})",
+                flush=True,
+            )
+            if demo:
+                from services.cli.demo_feed import feed_and_summarise
+
+                ok = asyncio.run(
+                    feed_and_summarise(
+                        demo,
+                        api_url=url,
+                        admin_token=admin_token,
+                        database_url=found.database_url,
+                        worker_ref_key=key.encode(),
+                        settings=settings,
+                        now=datetime.now(UTC),
+                        alive=lambda: all(p.poll() is None for p in processes.values()),
+                    )
+                )
+                if exit_after_demo:
+                    return 0 if ok else 1
+            while all(process.poll() is None for process in processes.values()):
+                time.sleep(0.5)
+            dead = [name for name, process in processes.items() if process.poll() is not None]
+            print(f"returnloop: the {', '.join(dead)} stopped; see {logs}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            interrupted = True
+            return 0
+        finally:
+            for process in processes.values():
+                _stop(process)
+            if interrupted:
+                print("returnloop stopped", flush=True)
