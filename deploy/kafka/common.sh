@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
 # Shared settings and helpers for deploy/kafka/*.sh. Source it; do not run it.
 #
 # Environment (all optional):

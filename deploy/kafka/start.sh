@@ -96,6 +96,7 @@ while :; do
     rm -f "$KAFKA_PID_FILE"
     kafka_die "the broker exited during start-up"
   fi
+  # shellcheck disable=SC2016  # $1 and $KAFKA_BOOTSTRAP expand in the inner bash
   if kafka_port_open "$KAFKA_BOOTSTRAP" \
      && timeout 30 bash -c 'source "$1"; kafka_run_class org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$KAFKA_BOOTSTRAP"' \
           _ "$KAFKA_HOME/common.sh" 2>/dev/null | grep -q "(id: 1 "; then

@@ -43,6 +43,8 @@ def create_faust_app(
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
         loghandlers=loghandlers or [],
     )

@@ -63,6 +63,10 @@ class BatchConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # Short sessions: a dead tracker's partitions move on within seconds
+            # (and Tansu's first join waits half a session).
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
         )
         await consumer.start()
         self.ready.set()
