@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +19,15 @@ from tests.support.servers import (
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    with running_servers(tmp_path_factory.mktemp("servers")) as found:
-        yield found
+def servers() -> Iterator[Servers]:
+    # Not under pytest's basetemp: pytest resets its root to 0700 at every session
+    # start, and the embedded PostgreSQL runs as its own system user.
+    data_dir = Path(tempfile.mkdtemp(prefix="returnloop-tests-"))
+    try:
+        with running_servers(data_dir) as found:
+            yield found
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

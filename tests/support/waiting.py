@@ -14,18 +14,16 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],
     *,
-    timeout: float = 30.0,
+    within: float = 30.0,
     interval: float = 0.2,
     what: str = "condition",
 ) -> T:
     """Call ``probe`` until ``until(result)`` holds; fail with the last result on timeout."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     result = await probe()
     while not until(result):
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout} s waiting for {what}; last: {result!r}"
-            )
+            raise AssertionError(f"timed out after {within} s waiting for {what}; last: {result!r}")
         await asyncio.sleep(interval)
         result = await probe()
     return result
