@@ -1,0 +1,407 @@
+"""Bad requests, bearer tokens and role scopes of the HTTP API, against the running system."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.servers import random_id_number, unique
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def scan(id_number: str, kind: str, **fields: Any) -> dict[str, Any]:
+    """A valid scan of ``kind``; ``fields`` override or add to the defaults."""
+    needs = {
+        "departure_check": {"temperature_c": 36.5, "health_code": "green"},
+        "boarding": {"trip_id": "B-0001"},
+        "arrival_check": {"temperature_c": 36.4, "health_code": "green"},
+        "checkin": {"enterprise_id": "E0001"},
+    }[kind]
+    return {
+        "scan_id": unique("scan"),
+        "kind": kind,
+        "id_number": id_number,
+        "occurred_at": "2020-03-01T06:00:00+08:00",
+        "station": "测试站",
+        **needs,
+        **fields,
+    }
+
+
+def manifest_for(id_number: str, enterprise_id: str) -> dict[str, Any]:
+    return {
+        "enterprises": [{"enterprise_id": enterprise_id, "name": "瓯海服装厂", "shortage": 30}],
+        "workers": [{"id_number": id_number, "name": "李四", "enterprise_id": enterprise_id}],
+    }
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def issue_token(admin: httpx.AsyncClient, role: str, **fields: Any) -> str:
+    response = await admin.post("/v1/tokens", json={"role": role, **fields})
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+async def worker_ref_of(admin: httpx.AsyncClient, id_number: str) -> str:
+    response = await admin.post("/v1/workers/lookup", json={"id_number": id_number})
+    assert response.status_code == 200, response.text
+    worker_ref: str = response.json()["worker_ref"]
+    return worker_ref
+
+
+def assert_error_body(response: httpx.Response) -> None:
+    error = response.json()["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+
+
+def is_client_error(response: httpx.Response) -> bool:
+    return 400 <= response.status_code < 500
+
+
+def statuses(response: httpx.Response) -> list[tuple[str, str | None]]:
+    return [(r["status"], r.get("reason")) for r in response.json()["results"]]
+
+
+# --- authentication -----------------------------------------------------------------
+
+
+async def test_a_request_without_a_token_is_unauthorized(anonymous: httpx.AsyncClient) -> None:
+    id_number = random_id_number()
+    responses = [
+        await anonymous.post("/v1/scans", json=scan(id_number, "departure_check")),
+        await anonymous.post("/v1/workers/lookup", json={"id_number": id_number}),
+        await anonymous.get("/v1/workers/w_0123456789abcdef01234567"),
+        await anonymous.post("/v1/manifests", json=manifest_for(id_number, unique("E"))),
+        await anonymous.post("/v1/tokens", json={"role": "supervisor"}),
+    ]
+
+    for response in responses:
+        assert response.status_code == 401, response.request.url
+        assert_error_body(response)
+
+
+async def test_a_wrong_token_is_unauthorized(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.post(
+        "/v1/workers/lookup",
+        json={"id_number": random_id_number()},
+        headers=bearer("rl_not-a-token-anyone-issued"),
+    )
+
+    assert response.status_code == 401
+    assert_error_body(response)
+
+
+async def test_an_issued_token_stops_working_once_it_expires(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    token = await issue_token(admin, "supervisor", expires_in_hours=0.0005)  # 1.8 s
+
+    async def read_unknown_worker() -> httpx.Response:
+        return await anonymous.post(
+            "/v1/workers/lookup", json={"id_number": random_id_number()}, headers=bearer(token)
+        )
+
+    assert (await read_unknown_worker()).status_code == 404
+    response = await eventually(
+        read_unknown_worker,
+        lambda r: r.status_code != 404,
+        what="the token to expire",
+    )
+    assert response.status_code == 401
+    assert_error_body(response)
+
+
+# --- malformed bodies ---------------------------------------------------------------
+
+
+async def test_a_body_that_is_not_json_is_a_bad_request(admin: httpx.AsyncClient) -> None:
+    response = await admin.post(
+        "/v1/scans", content=b'{"scan_id": "s-1", ', headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert_error_body(response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], [{"scan_id": "s-1"}], "a scan", 42, None],
+    ids=["empty list", "list of scans", "string", "number", "null"],
+)
+async def test_a_body_that_is_neither_a_scan_nor_a_batch_is_a_client_error(
+    admin: httpx.AsyncClient, body: Any
+) -> None:
+    response = await admin.post("/v1/scans", json=body)
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+
+
+@pytest.mark.parametrize("scans", ["x", {"scan_id": "s-1"}, None, 7])
+async def test_a_batch_whose_scans_are_not_a_list_is_a_client_error(
+    admin: httpx.AsyncClient, scans: Any
+) -> None:
+    response = await admin.post("/v1/scans", json={"scans": scans})
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+
+
+async def test_a_batch_of_more_than_1000_scans_is_too_large(admin: httpx.AsyncClient) -> None:
+    id_number = random_id_number()
+    batch = [scan(id_number, "departure_check", temperature_c=50) for _ in range(1001)]
+
+    response = await admin.post("/v1/scans", json={"scans": batch})
+
+    assert response.status_code == 413
+    assert_error_body(response)
+
+
+async def test_a_batch_of_exactly_1000_scans_answers_1000_results(
+    admin: httpx.AsyncClient,
+) -> None:
+    id_number = random_id_number()
+    batch = [scan(id_number, "departure_check", temperature_c=50) for _ in range(1000)]
+
+    response = await admin.post("/v1/scans", json={"scans": batch})
+
+    assert response.status_code == 202
+    assert [r["scan_id"] for r in response.json()["results"]] == [s["scan_id"] for s in batch]
+
+
+@pytest.mark.parametrize(
+    "id_number",
+    ["520502199001011234X", "52050219900101123", "52050219901301123X", 520502199001011234, None],
+    ids=["too long", "too short", "month 13", "a number", "null"],
+)
+async def test_a_lookup_with_an_invalid_id_number_is_a_client_error(
+    admin: httpx.AsyncClient, id_number: Any
+) -> None:
+    response = await admin.post("/v1/workers/lookup", json={"id_number": id_number})
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+
+
+async def test_a_lookup_with_a_wrong_check_digit_is_a_client_error(
+    admin: httpx.AsyncClient,
+) -> None:
+    id_number = random_id_number()
+    wrong = id_number[:-1] + next(c for c in "0123456789X" if c != id_number[-1])
+
+    response = await admin.post("/v1/workers/lookup", json={"id_number": wrong})
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+
+
+async def test_a_lookup_whose_body_is_not_json_is_a_client_error(
+    admin: httpx.AsyncClient,
+) -> None:
+    response = await admin.post(
+        "/v1/workers/lookup", content=b"id_number=1", headers={"Content-Type": "application/json"}
+    )
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+
+
+async def test_a_manifest_with_an_invalid_id_number_names_the_worker_and_changes_nothing(
+    admin: httpx.AsyncClient,
+) -> None:
+    valid, invalid = random_id_number(), random_id_number()
+    manifest = manifest_for(valid, unique("E"))
+    manifest["workers"].append({**manifest["workers"][0], "id_number": invalid[:-1] + "Y"})
+
+    response = await admin.post("/v1/manifests", json=manifest)
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+    assert "workers[1]" in response.json()["error"]["message"]
+    lookup = await admin.post("/v1/workers/lookup", json={"id_number": valid})
+    assert lookup.status_code == 404
+
+
+async def test_a_trip_with_an_unknown_mode_is_unprocessable(admin: httpx.AsyncClient) -> None:
+    trip = {
+        "trip_id": unique("S"),
+        "mode": "ship",
+        "origin": "贵州毕节",
+        "destination": "浙江温州",
+        "departs_at": "2020-03-01T06:45:00+08:00",
+        "eta": "2020-03-02T06:45:00+08:00",
+    }
+
+    response = await admin.post("/v1/manifests", json={"trips": [trip]})
+
+    assert response.status_code == 422
+    assert_error_body(response)
+
+
+# --- tokens and roles ---------------------------------------------------------------
+
+
+async def test_an_admin_issues_a_role_token(admin: httpx.AsyncClient) -> None:
+    enterprise_id = unique("E")
+
+    response = await admin.post(
+        "/v1/tokens", json={"role": "gate", "enterprise_id": enterprise_id, "expires_in_hours": 2}
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"token", "role", "enterprise_id", "expires_at"}
+    assert body["role"] == "gate"
+    assert body["enterprise_id"] == enterprise_id
+    assert isinstance(body["token"], str) and body["token"]
+    assert datetime.fromisoformat(body["expires_at"]) > datetime.now(UTC)
+
+
+async def test_a_gate_token_needs_an_enterprise(admin: httpx.AsyncClient) -> None:
+    response = await admin.post("/v1/tokens", json={"role": "gate"})
+
+    assert response.status_code == 422
+    assert_error_body(response)
+
+
+async def test_only_an_admin_may_issue_tokens(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    supervisor = await issue_token(admin, "supervisor")
+
+    response = await anonymous.post(
+        "/v1/tokens", json={"role": "admin"}, headers=bearer(supervisor)
+    )
+
+    assert response.status_code == 403
+    assert_error_body(response)
+
+
+async def test_only_an_admin_may_post_manifests(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    id_number, enterprise_id = random_id_number(), unique("E")
+    supervisor = await issue_token(admin, "supervisor")
+
+    response = await anonymous.post(
+        "/v1/manifests", json=manifest_for(id_number, enterprise_id), headers=bearer(supervisor)
+    )
+
+    assert response.status_code == 403
+    assert_error_body(response)
+    assert (
+        await admin.post("/v1/workers/lookup", json={"id_number": id_number})
+    ).status_code == 404
+
+
+async def test_a_recruiter_may_post_departure_checks_and_boardings_but_not_checkins(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    id_number = random_id_number()
+    recruiter = await issue_token(admin, "recruiter")
+    batch = [
+        scan(id_number, "departure_check"),
+        scan(id_number, "boarding", occurred_at="2020-03-01T06:30:00+08:00"),
+        scan(id_number, "checkin", occurred_at="2020-03-01T21:00:00+08:00"),
+    ]
+
+    response = await anonymous.post("/v1/scans", json={"scans": batch}, headers=bearer(recruiter))
+
+    assert response.status_code == 202
+    assert statuses(response) == [
+        ("accepted", None),
+        ("accepted", None),
+        ("rejected", "not_permitted"),
+    ]
+    view = (
+        await eventually(
+            lambda: admin.post("/v1/workers/lookup", json={"id_number": id_number}),
+            lambda r: r.status_code == 200 and "boarding" in r.json()["checkpoints"],
+            what="the recruiter's scans to be applied",
+        )
+    ).json()
+    assert set(view["checkpoints"]) == {"departure_check", "boarding"}
+
+
+async def test_a_gate_may_check_in_only_at_its_own_enterprise(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    id_number, own, other = random_id_number(), unique("E"), unique("E")
+    gate = await issue_token(admin, "gate", enterprise_id=own)
+    batch = [
+        scan(id_number, "checkin", enterprise_id=own),
+        scan(id_number, "checkin", enterprise_id=other),
+        scan(id_number, "arrival_check"),
+    ]
+
+    response = await anonymous.post("/v1/scans", json={"scans": batch}, headers=bearer(gate))
+
+    assert response.status_code == 202
+    assert statuses(response) == [
+        ("accepted", None),
+        ("rejected", "not_permitted"),
+        ("rejected", "not_permitted"),
+    ]
+
+
+async def test_a_gate_cannot_read_a_worker_of_another_enterprise(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    id_number, own, other = random_id_number(), unique("E"), unique("E")
+    await admin.post("/v1/manifests", json=manifest_for(id_number, other))
+    worker_ref = await worker_ref_of(admin, id_number)
+    own_gate = await issue_token(admin, "gate", enterprise_id=own)
+    others_gate = await issue_token(admin, "gate", enterprise_id=other)
+
+    by_reference = await anonymous.get(f"/v1/workers/{worker_ref}", headers=bearer(own_gate))
+    by_id_number = await anonymous.post(
+        "/v1/workers/lookup", json={"id_number": id_number}, headers=bearer(own_gate)
+    )
+
+    for response in (by_reference, by_id_number):
+        assert response.status_code == 404
+        assert_error_body(response)
+    own_read = await anonymous.get(f"/v1/workers/{worker_ref}", headers=bearer(others_gate))
+    assert own_read.status_code == 200
+    assert own_read.json()["worker_ref"] == worker_ref
+
+
+async def test_a_supervisor_may_read_any_worker(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    id_number = random_id_number()
+    await admin.post("/v1/manifests", json=manifest_for(id_number, unique("E")))
+    worker_ref = await worker_ref_of(admin, id_number)
+    supervisor = await issue_token(admin, "supervisor")
+
+    by_reference = await anonymous.get(f"/v1/workers/{worker_ref}", headers=bearer(supervisor))
+    by_id_number = await anonymous.post(
+        "/v1/workers/lookup", json={"id_number": id_number}, headers=bearer(supervisor)
+    )
+
+    assert by_reference.status_code == 200
+    assert by_id_number.status_code == 200
+    assert by_reference.json() == by_id_number.json()
+
+
+async def test_a_supervisor_may_not_post_scans(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    supervisor = await issue_token(admin, "supervisor")
+
+    response = await anonymous.post(
+        "/v1/scans", json=scan(random_id_number(), "departure_check"), headers=bearer(supervisor)
+    )
+
+    assert response.status_code == 202
+    assert statuses(response) == [("rejected", "not_permitted")]

@@ -1,0 +1,153 @@
+"""A failed batch is never skipped: its offsets are committed only after it is applied."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from services.tracker.consumer import BatchConsumer
+from services.tracker.main import TrackerProcess
+from services.tracker.records import InputRecord
+from shared import topics
+from shared.identity import Pseudonymiser
+from shared.kafka_admin import ensure_topics
+from shared.settings import Settings
+from tests.integration.conftest import loop_state, send
+from tests.support.scans import scan_body
+from tests.support.servers import Servers, random_id_number, unique
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_batch_whose_handler_fails_is_delivered_again_and_nothing_is_skipped(
+    servers: Servers, producer: AIOKafkaProducer
+) -> None:
+    topic = unique("test.retry")
+    ensure_topics(servers.kafka_bootstrap, partitions=2, names=[topic])
+    sent = [f"message-{index}".encode() for index in range(50)]
+    for value in sent:
+        await producer.send_and_wait(topic, value, key=value[-2:])
+    calls: list[list[bytes]] = []
+
+    async def flaky(records: Sequence[InputRecord]) -> None:
+        calls.append([record.value or b"" for record in records])
+        if len(calls) <= 2:
+            raise RuntimeError("database unavailable")
+
+    consumer = BatchConsumer(
+        name="retry-test",
+        bootstrap=servers.kafka_bootstrap,
+        group_id=unique("group"),
+        topics=[topic],
+        handler=flaky,
+        max_records=100,
+        retry_backoff_s=0.05,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+
+        async def handled() -> set[bytes]:
+            return {value for batch in calls[2:] for value in batch}
+
+        await eventually(
+            handled,
+            lambda values: values == set(sent),
+            within=30,
+            what="every message handled after the failures",
+        )
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+    # The records of the failed calls came again: the first failed batch reappears whole.
+    assert set(calls[0]) <= {value for batch in calls[2:] for value in batch}
+
+
+def _committed(servers: Servers, group: str, topic: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group)[group]
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def _position_of(servers: Servers, topic: str, marker: bytes) -> tuple[int, int]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=2000, max_records=10_000)
+            if not batches:
+                raise AssertionError("marker not found")
+            for tp, messages in batches.items():
+                for message in messages:
+                    if marker in (message.value or b""):
+                        return tp.partition, message.offset
+    finally:
+        await consumer.stop()
+
+
+async def test_a_database_error_never_lets_the_offset_of_an_unapplied_scan_be_committed(
+    settings: Settings,
+    servers: Servers,
+    tracker: TrackerProcess,
+    producer: AIOKafkaProducer,
+    pool: asyncpg.Pool,
+    pseudonymiser: Pseudonymiser,
+) -> None:
+    marker = unique("poison-station")
+    constraint = marker.replace("-", "_")
+    # A real database error for one scan: the log refuses rows from this station.
+    await pool.execute(
+        f"ALTER TABLE applied_scans ADD CONSTRAINT {constraint} "
+        f"CHECK (station <> '{marker}') NOT VALID"
+    )
+    poisoned_id = random_id_number()
+    try:
+        await send(
+            producer,
+            topics.INPUT_TOPICS["departure_check"],
+            scan_body("departure_check", poisoned_id, hours=0, station=marker),
+        )
+        partition, offset = await eventually(
+            lambda: _position_of(servers, topics.ACCEPTED, marker.encode()),
+            lambda found: found is not None,
+            within=30,
+            what="the scan to pass intake",
+        )
+        group = f"{settings.consumer_group}-apply"
+        # Give the apply loop time to fail and retry several times.
+        for _ in range(15):
+            await asyncio.sleep(0.2)
+            committed = _committed(servers, group, topics.ACCEPTED).get(partition, -1)
+            assert committed <= offset, "committed past a scan that was never applied"
+        assert await loop_state(pool, pseudonymiser.worker_ref(poisoned_id)) is None
+    finally:
+        await pool.execute(f"ALTER TABLE applied_scans DROP CONSTRAINT {constraint}")
+
+    ref = pseudonymiser.worker_ref(poisoned_id)
+    state = await eventually(
+        lambda: loop_state(pool, ref),
+        lambda s: s is not None,
+        within=60,
+        what="the scan applied once the database accepts it",
+    )
+    assert state["stage"] == "departure_cleared"
+    assert await pool.fetchval("SELECT count(*) FROM applied_scans WHERE worker_ref = $1", ref) == 1
+    await eventually(
+        lambda: asyncio.to_thread(_committed, servers, group, topics.ACCEPTED),
+        lambda committed: committed.get(partition, -1) > offset,
+        within=30,
+        what="the offset committed after the scan was applied",
+    )
