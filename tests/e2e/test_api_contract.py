@@ -476,11 +476,13 @@ async def test_metrics_count_scans_and_show_workers_by_stage_and_status(
     )
     await post_scans(admin, departure_check(id_number), departure_check(id_number, at="bad"))
 
-    text = (await eventually(
-        lambda: anonymous.get("/metrics"),
-        lambda r: r.status_code == 200 and "returnloop_workers{" in r.text,
-        what="the workers gauge to be refreshed",
-    )).text
+    text = (
+        await eventually(
+            lambda: anonymous.get("/metrics"),
+            lambda r: r.status_code == 200 and "returnloop_workers{" in r.text,
+            what="the workers gauge to be refreshed",
+        )
+    ).text
 
     scans = metric_samples(text, "returnloop_scans_total")
     assert scans.get('{kind="departure_check",outcome="received"}', 0) >= 1
@@ -507,3 +509,42 @@ async def test_the_openapi_document_lists_the_endpoints(anonymous: httpx.AsyncCl
     assert {"get"} <= set(paths["/v1/workers/{worker_ref}"])
     assert {"post"} <= set(paths["/v1/tokens"])
     assert (await anonymous.get("/docs")).status_code == 200
+
+
+
+async def test_zz_probe(system) -> None:
+    a = random_id_number()
+    out = []
+
+    async def call(name, method, path, **kw):
+        async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {system.admin_token}"}) as c:
+            try:
+                r = await c.request(method, path, **kw)
+                out.append((name, r.status_code, r.text[:300]))
+            except Exception as e:
+                out.append((name, repr(e)))
+
+    await call("get nul", "GET", "/v1/workers/w_%00abc")
+    m = manifest_for(a, enterprise_id=unique("E"), trip_id=unique("B"))
+    m["workers"].append(dict(m["workers"][0]))
+    await call("dup worker", "POST", "/v1/manifests", json=m)
+    m = manifest_for(a, enterprise_id=unique("E"), trip_id=unique("B"))
+    m["enterprises"].append(dict(m["enterprises"][0]))
+    await call("dup ent", "POST", "/v1/manifests", json=m)
+    m = manifest_for(a, enterprise_id="E\u0000x", trip_id=unique("B"))
+    await call("nul manifest", "POST", "/v1/manifests", json=m)
+    await call("nul token", "POST", "/v1/tokens", json={"role": "gate", "enterprise_id": "E\u0000"})
+    m = manifest_for(a, enterprise_id=unique("E"), trip_id=unique("B"))
+    m["trips"][0]["departs_at"] = "0001-01-01T00:00:00+14:00"
+    await call("year1", "POST", "/v1/manifests", json=m)
+    await call("scan year1", "POST", "/v1/scans", json=departure_check(a, at="0001-01-01T00:00:00+14:00"))
+    b = random_id_number()
+    s = departure_check(b); s["station"] = "x\u0000y"
+    await call("scan nul", "POST", "/v1/scans", json=s)
+    await call("tok", "POST", "/v1/tokens", json={"role": "supervisor", "expires_in_hours": 24*366})
+    for o in out: print(o)
+    c = random_id_number()
+    async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {system.admin_token}"}) as admin:
+        await post_scans(admin, departure_check(c))
+        v = await eventually(lambda: lookup(admin, c), lambda v: v["status_code"] == 200, what="x")
+        print("after", v["stage"], await lookup(admin, b), await lookup(admin, a))
