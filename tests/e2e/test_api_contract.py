@@ -511,13 +511,14 @@ async def test_the_openapi_document_lists_the_endpoints(anonymous: httpx.AsyncCl
     assert (await anonymous.get("/docs")).status_code == 200
 
 
-
 async def test_zz_probe(system) -> None:
     a = random_id_number()
     out = []
 
     async def call(name, method, path, **kw):
-        async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {system.admin_token}"}) as c:
+        async with httpx.AsyncClient(
+            base_url=system.url, headers={"Authorization": f"Bearer {system.admin_token}"}
+        ) as c:
             try:
                 r = await c.request(method, path, **kw)
                 out.append((name, r.status_code, r.text[:300]))
@@ -537,14 +538,22 @@ async def test_zz_probe(system) -> None:
     m = manifest_for(a, enterprise_id=unique("E"), trip_id=unique("B"))
     m["trips"][0]["departs_at"] = "0001-01-01T00:00:00+14:00"
     await call("year1", "POST", "/v1/manifests", json=m)
-    await call("scan year1", "POST", "/v1/scans", json=departure_check(a, at="0001-01-01T00:00:00+14:00"))
+    await call(
+        "scan year1", "POST", "/v1/scans", json=departure_check(a, at="0001-01-01T00:00:00+14:00")
+    )
     b = random_id_number()
-    s = departure_check(b); s["station"] = "x\u0000y"
+    s = departure_check(b)
+    s["station"] = "x\u0000y"
     await call("scan nul", "POST", "/v1/scans", json=s)
-    await call("tok", "POST", "/v1/tokens", json={"role": "supervisor", "expires_in_hours": 24*366})
-    for o in out: print(o)
+    await call(
+        "tok", "POST", "/v1/tokens", json={"role": "supervisor", "expires_in_hours": 24 * 366}
+    )
+    for o in out:
+        print(o)
     c = random_id_number()
-    async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {system.admin_token}"}) as admin:
+    async with httpx.AsyncClient(
+        base_url=system.url, headers={"Authorization": f"Bearer {system.admin_token}"}
+    ) as admin:
         await post_scans(admin, departure_check(c))
         v = await eventually(lambda: lookup(admin, c), lambda v: v["status_code"] == 200, what="x")
         print("after", v["stage"], await lookup(admin, b), await lookup(admin, a))
