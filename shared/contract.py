@@ -8,7 +8,7 @@ set (used as a metrics label, so it must stay bounded).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -47,6 +47,8 @@ REJECT_REASONS = (
     "temperature_out_of_range",
     "invalid_timestamp",
     "invalid_health_code",
+    "not_permitted",
+    "unprocessable",
 )
 
 
@@ -67,9 +69,26 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
-def _aware(value: datetime) -> datetime:
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def aware_in_range(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must carry a UTC offset")
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if not EARLIEST <= in_utc < LATEST:
+        raise ValueError("must lie between 2000 and 2100")
+    return value
+
+
+def printable(value: str) -> str:
+    # NUL and other control characters cannot be stored, logged or shown safely.
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must not contain control characters")
     return value
 
 
@@ -79,9 +98,9 @@ def _id_number(value: Any) -> str:
     return normalise_id_number(value)
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(aware_in_range)]
 IdNumber = Annotated[str, BeforeValidator(_id_number)]
-ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+ShortText = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)]
 
 
 class ScanIn(BaseModel):
@@ -89,7 +108,7 @@ class ScanIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    scan_id: Annotated[str, Field(min_length=1, max_length=64)]
+    scan_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(printable)]
     kind: ScanKindName
     id_number: IdNumber
     occurred_at: Timestamp

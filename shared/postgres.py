@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.db import asyncpg_url
 from shared.domain.model import (
@@ -90,10 +91,13 @@ _SCAN_COLUMNS = (
 )
 
 
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
 class LoopUnitOfWork:
     """One transaction's worth of closed-loop writes; built by ``PostgresStore.transaction``."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
     async def lock_workers(self, workers: dict[str, str]) -> dict[str, WorkerAssignment]:

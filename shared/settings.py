@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETURNLOOP_", extra="ignore")
 
     api_host: str = "127.0.0.1"
-    api_port: int = Field(8080, ge=0, le=65535)
+    api_port: int = Field(default=8080, ge=0, le=65535)
     admin_token: SecretStr | None = None
 
     kafka_bootstrap: str | None = None
@@ -28,21 +28,21 @@ class Settings(BaseSettings):
     # real servers are configured; the embedded default keeps one in data_dir.
     worker_ref_key: SecretStr | None = None
 
-    fever_threshold_c: float = Field(37.3, ge=30.0, le=45.0)
-    arrival_grace_hours: float = Field(2.0, ge=0)
-    checkin_window_hours: float = Field(24.0, ge=0)
-    sweep_interval_seconds: float = Field(30.0, gt=0)
+    fever_threshold_c: float = Field(default=37.3, ge=30.0, le=45.0)
+    arrival_grace_hours: float = Field(default=2.0, ge=0)
+    checkin_window_hours: float = Field(default=24.0, ge=0)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
-    topic_partitions: int = Field(4, ge=1)
-    topic_replication: int = Field(1, ge=1)
-    input_retention_hours: float = Field(72.0, gt=0)
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+    input_retention_hours: float = Field(default=72.0, gt=0)
     consumer_group: str = "returnloop-tracker"
-    batch_max_records: int = Field(2000, ge=1)
-    batch_linger_ms: int = Field(50, ge=0)
+    batch_max_records: int = Field(default=2000, ge=1)
+    batch_linger_ms: int = Field(default=50, ge=0)
 
     # The tracker's own /metrics (0: not served; the API serves its own).
     tracker_metrics_host: str = "127.0.0.1"
-    tracker_metrics_port: int = Field(0, ge=0, le=65535)
+    tracker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     log_level: str = "INFO"
 

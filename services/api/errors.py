@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -43,6 +44,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse(
             error_body("invalid_request", _validation_message(error)), status_code=422
+        )
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data(_: Request, error: asyncpg.DataError) -> JSONResponse:
+        # Input the validators let through but PostgreSQL cannot store: still the client's.
+        return JSONResponse(
+            error_body("invalid_request", f"a value cannot be stored: {error}"), status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)

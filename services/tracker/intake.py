@@ -57,7 +57,12 @@ def validate_records(
             result.rejected.append(dead_letter(record, problem, now))
             continue
         source = SourcePosition(record.topic, record.partition, record.offset)
-        result.scans.append(
-            AcceptedScan.from_input(scan, pseudonymiser, received_at=now, source=source)
-        )
+        try:
+            accepted = AcceptedScan.from_input(scan, pseudonymiser, received_at=now, source=source)
+        except (ValueError, OverflowError) as error:  # validation let through what cannot be kept
+            result.rejected.append(
+                dead_letter(record, Rejected("invalid_field", f"unprocessable: {error}"), now)
+            )
+            continue
+        result.scans.append(accepted)
     return result

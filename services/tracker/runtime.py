@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 
 from services.tracker import handlers
@@ -31,6 +32,14 @@ from shared.metrics import Metrics
 from shared.postgres import PostgresStore
 
 logger = logging.getLogger(__name__)
+
+# Errors caused by one scan's data rather than by the database being unavailable.
+RECORD_ERRORS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    ValueError,
+    OverflowError,
+)
 
 
 def _utcnow() -> datetime:
@@ -93,12 +102,15 @@ class Tracker:
         scans: list[AcceptedScan] = []
         updates: list[AcceptedHealthUpdate] = []
         broken: list[InputRecord] = []
+        source_of: dict[str, InputRecord] = {}
         for record in records:
             try:
                 if record.topic == topics.HEALTHCODE_ACCEPTED:
                     updates.append(AcceptedHealthUpdate.from_bytes(record.value or b""))
                 else:
-                    scans.append(AcceptedScan.from_bytes(record.value or b""))
+                    item = AcceptedScan.from_bytes(record.value or b"")
+                    scans.append(item)
+                    source_of[item.scan.scan_id] = record
             except (ValueError, KeyError, TypeError):
                 broken.append(record)
         if broken:
@@ -113,19 +125,20 @@ class Tracker:
             )
         transitions: list[handlers.WorkerTransition] = []
         if scans:
-            now = _utcnow()
-            applied, new_ids = await handlers.apply_scans(
-                self.store, scans, rules=self.rules, now=now
-            )
+            applied, new_ids, poison = await self._apply_isolating(scans)
             transitions.extend(applied)
             committed = time.time()
             for item in scans:
                 outcome = "applied" if item.scan.scan_id in new_ids else "duplicate"
+                if item in poison:
+                    outcome = "rejected"
                 self.metrics.scans_total.labels(item.scan.kind.value, outcome).inc()
                 if outcome == "applied":
                     self.metrics.scan_to_state_seconds.observe(
                         max(0.0, committed - item.received_at.timestamp())
                     )
+            if poison:
+                await self._dead_letter_poison([source_of[item.scan.scan_id] for item in poison])
         if updates:
             transitions.extend(
                 await handlers.apply_health_updates(
@@ -135,6 +148,42 @@ class Tracker:
             self.metrics.health_updates_total.labels("applied").inc(len(updates))
         await self.publish_transitions(transitions)
         self.metrics.batches_total.labels("apply", "ok").inc()
+
+    async def _apply_isolating(
+        self, scans: list[AcceptedScan]
+    ) -> tuple[list[handlers.WorkerTransition], set[str], list[AcceptedScan]]:
+        """Apply a batch; if the data itself is refused, find the refused scans by halving.
+
+        A scan the database can never store must not block its partition: it is
+        returned as poison (to be dead-lettered). Any other error propagates, and
+        the whole batch is retried.
+        """
+        try:
+            transitions, new_ids = await handlers.apply_scans(
+                self.store, scans, rules=self.rules, now=_utcnow()
+            )
+            return transitions, new_ids, []
+        except RECORD_ERRORS:
+            if len(scans) == 1:
+                logger.exception(
+                    "scan refused by the database; dead-lettering it",
+                    extra={"scan_id": scans[0].scan.scan_id, "worker_ref": scans[0].worker_ref},
+                )
+                return [], set(), list(scans)
+        middle = len(scans) // 2
+        first = await self._apply_isolating(scans[:middle])
+        second = await self._apply_isolating(scans[middle:])
+        return first[0] + second[0], first[1] | second[1], first[2] + second[2]
+
+    async def _dead_letter_poison(self, records: Sequence[InputRecord]) -> None:
+        now = _utcnow()
+        problem = Rejected("unprocessable", "the database refused this scan")
+        letters = [dead_letter(record, problem, now) for record in records]
+        await self.publisher.publish(
+            topics.REJECTED, [(dl.original_key, dl.original_value, dl.headers()) for dl in letters]
+        )
+        for letter in letters:
+            self.metrics.rejected_total.labels(letter.reason).inc()
 
     async def sweep(self) -> int:
         """Raise overdue alerts for every worker past a deadline; return how many were looked at."""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.servers import random_id_number, unique
+from shared.db import migrate
+from shared.kafka_admin import ensure_topics
+from tests.e2e.conftest import RunningSystem
+from tests.support.processes import ServiceProcess, free_port, wait_until_ready
+from tests.support.servers import Servers, random_id_number, server_env, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -16,19 +22,19 @@ pytestmark = pytest.mark.e2e
 
 def scan(id_number: str, kind: str, **fields: Any) -> dict[str, Any]:
     """A valid scan of ``kind``; ``fields`` override or add to the defaults."""
-    needs = {
+    needs: dict[str, Any] = {
         "departure_check": {"temperature_c": 36.5, "health_code": "green"},
         "boarding": {"trip_id": "B-0001"},
         "arrival_check": {"temperature_c": 36.4, "health_code": "green"},
         "checkin": {"enterprise_id": "E0001"},
-    }[kind]
+    }
     return {
         "scan_id": unique("scan"),
         "kind": kind,
         "id_number": id_number,
         "occurred_at": "2020-03-01T06:00:00+08:00",
         "station": "测试站",
-        **needs,
+        **needs[kind],
         **fields,
     }
 
@@ -405,3 +411,120 @@ async def test_a_supervisor_may_not_post_scans(
 
     assert response.status_code == 202
     assert statuses(response) == [("rejected", "not_permitted")]
+
+
+# --- input that must never reach a server error -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/workers/w_%00abc", None),
+        ("POST", "/v1/manifests", {"enterprises": [{"enterprise_id": "E\u0000", "name": "x"}]}),
+        ("POST", "/v1/tokens", {"role": "gate", "enterprise_id": "E\u0000"}),
+    ],
+    ids=["worker_ref", "manifest enterprise_id", "token enterprise_id"],
+)
+async def test_text_with_a_nul_character_is_a_client_error(
+    admin: httpx.AsyncClient, method: str, path: str, body: Any
+) -> None:
+    response = await admin.request(method, path, json=body)
+
+    assert is_client_error(response), response.text
+    assert_error_body(response)
+
+
+@pytest.mark.parametrize("listed_twice", ["enterprises", "trips", "workers"])
+async def test_a_manifest_listing_an_entry_twice_is_not_a_server_error(
+    admin: httpx.AsyncClient, listed_twice: str
+) -> None:
+    id_number, enterprise_id = random_id_number(), unique("E")
+    manifest: dict[str, Any] = {
+        **manifest_for(id_number, enterprise_id),
+        "trips": [
+            {
+                "trip_id": unique("B"),
+                "mode": "bus",
+                "origin": "贵州毕节",
+                "destination": "浙江温州",
+                "departs_at": "2020-03-01T06:45:00+08:00",
+                "eta": "2020-03-01T19:30:00+08:00",
+            }
+        ],
+    }
+    manifest[listed_twice] = manifest[listed_twice] * 2
+
+    response = await admin.post("/v1/manifests", json=manifest)
+
+    assert response.status_code < 500, response.text
+    if is_client_error(response):
+        assert_error_body(response)
+
+
+async def test_a_trip_time_out_of_range_is_not_a_server_error(admin: httpx.AsyncClient) -> None:
+    trip = {
+        "trip_id": unique("B"),
+        "mode": "train",
+        "origin": "贵州毕节",
+        "destination": "浙江温州",
+        "departs_at": "0001-01-01T00:00:00+14:00",
+        "eta": "2020-03-02T06:45:00+08:00",
+    }
+
+    response = await admin.post("/v1/manifests", json={"trips": [trip]})
+
+    assert response.status_code < 500, response.text
+    if is_client_error(response):
+        assert_error_body(response)
+
+
+# --- input that could stall the tracker: on servers of its own ----------------------
+
+
+@pytest.fixture
+def isolated_system(tmp_path: Path) -> Iterator[RunningSystem]:
+    """A tracker and an API on embedded servers of their own, so that a scan that
+    stalls the tracker cannot stall the tracker every other test shares."""
+    from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
+
+    with EmbeddedPostgres(tmp_path) as postgres, EmbeddedKafka(tmp_path / "kafka") as kafka:
+        migrate(postgres.database_url)
+        ensure_topics(kafka.bootstrap, partitions=4)
+        port = free_port()
+        env = server_env(
+            Servers(kafka.bootstrap, postgres.database_url), RETURNLOOP_API_PORT=str(port)
+        )
+        tracker = ServiceProcess(["tracker"], env, tmp_path / "tracker.log").start()
+        api = ServiceProcess(["api"], env, tmp_path / "api.log").start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(url, api)
+            yield RunningSystem(url, env["RETURNLOOP_ADMIN_TOKEN"], env, tracker, api)
+        finally:
+            api.stop()
+            tracker.stop()
+
+
+@pytest.mark.parametrize(
+    "odd_field",
+    [{"occurred_at": "0001-01-01T00:00:00+14:00"}, {"station": "门岗\u00001"}],
+    ids=["occurred_at before year 1 in UTC", "station with a nul character"],
+)
+async def test_a_scan_the_api_takes_never_stops_the_tracker_applying_later_scans(
+    isolated_system: RunningSystem, odd_field: dict[str, str]
+) -> None:
+    headers = bearer(isolated_system.admin_token)
+    async with httpx.AsyncClient(base_url=isolated_system.url, headers=headers) as admin:
+        odd = scan(random_id_number(), "departure_check", **odd_field)
+        later_worker = random_id_number()
+        await admin.post("/v1/scans", json=odd)
+
+        response = await admin.post("/v1/scans", json=scan(later_worker, "departure_check"))
+
+        assert response.status_code == 202
+        await eventually(
+            lambda: admin.post("/v1/workers/lookup", json={"id_number": later_worker}),
+            lambda r: r.status_code == 200,
+            within=20,
+            what="the later scan to be applied",
+        )

@@ -52,7 +52,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     refs = sorted({pseudonymiser.worker_ref(body["id_number"]) for body in bodies})
     unique_scans = len(bodies)
 
-    env = server_env(servers)
+    # Small batches, so that the kills land between and inside many transactions.
+    env = server_env(servers, RETURNLOOP_BATCH_MAX_RECORDS="200")
     tracker = ServiceProcess(["tracker"], env, tmp_path / "tracker.log").start()
     kills = []
     try:

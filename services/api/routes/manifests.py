@@ -5,21 +5,29 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
+from shared.contract import aware_in_range, printable
 from shared.identity import InvalidIdNumber, mask_id_number, normalise_id_number
 
 router = APIRouter(tags=["manifests"])
 
-Text = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)]
+Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(printable)]
+Moment = Annotated[AwareDatetime, AfterValidator(aware_in_range)]
+
+
+def _last_wins(items: list[Any], key: str) -> list[Any]:
+    """A manifest may name an entry twice; the later one counts (as in a sequential upsert)."""
+    return list({getattr(item, key): item for item in items}.values())
 
 
 class EnterpriseIn(BaseModel):
     enterprise_id: Text
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Name
     shortage: Annotated[int, Field(ge=0, le=10_000_000)] = 0
 
 
@@ -28,13 +36,13 @@ class TripIn(BaseModel):
     mode: Literal["bus", "train", "flight"]
     origin: Text
     destination: Text
-    departs_at: AwareDatetime
-    eta: AwareDatetime
+    departs_at: Moment
+    eta: Moment
 
 
 class WorkerIn(BaseModel):
     id_number: str
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Name
     enterprise_id: Text | None = None
     trip_id: Text | None = None
 
@@ -74,8 +82,8 @@ async def post_manifests(
             }
         )
     await context.store.upsert_manifest(
-        [e.model_dump() for e in body.enterprises],
-        [t.model_dump() for t in body.trips],
-        workers,
+        [e.model_dump() for e in _last_wins(body.enterprises, "enterprise_id")],
+        [t.model_dump() for t in _last_wins(body.trips, "trip_id")],
+        list({worker["worker_ref"]: worker for worker in workers}.values()),
     )
     return {"enterprises": len(body.enterprises), "trips": len(body.trips), "workers": len(workers)}

@@ -79,12 +79,9 @@ async def post_scans(request: Request, context: ContextDep, principal: Principal
                 problem.reason, problem.message, None, original, "http", None, None, now
             )
             rejected.append((None, original, letter.headers()))
-            context.metrics.scans_total.labels(
-                item.get("kind")
-                if isinstance(item, dict) and item.get("kind") in topics.INPUT_TOPICS
-                else "unknown",
-                "rejected",
-            ).inc()
+            kind = item.get("kind") if isinstance(item, dict) else None
+            label = kind if isinstance(kind, str) and kind in topics.INPUT_TOPICS else "unknown"
+            context.metrics.scans_total.labels(label, "rejected").inc()
             context.metrics.rejected_total.labels(problem.reason).inc()
             continue
         key = context.pseudonymiser.worker_ref(scan.id_number).encode()

@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
+from shared.contract import printable
 
 router = APIRouter(tags=["tokens"])
 
 
 class TokenIn(BaseModel):
     role: Role
-    enterprise_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    enterprise_id: (
+        Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)] | None
+    ) = None
     expires_in_hours: Annotated[float, Field(gt=0, le=24 * 366)] | None = None
 
     @model_validator(mode="after")

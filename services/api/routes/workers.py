@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter
@@ -13,6 +14,8 @@ from services.api.errors import ApiError
 from shared.identity import InvalidIdNumber, normalise_id_number
 
 router = APIRouter(tags=["workers"])
+
+WORKER_REF = re.compile(r"w_[0-9a-f]{24}")
 
 
 class Lookup(BaseModel):
@@ -52,6 +55,6 @@ async def get_worker(
     worker_ref: str, context: ContextDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """The loop view of one worker."""
-    if len(worker_ref) > 64:
+    if not WORKER_REF.fullmatch(worker_ref):
         raise ApiError(404, "not_found", "no such worker")
     return await _view_for(context, principal, worker_ref)
