@@ -31,12 +31,13 @@ async def feed_and_summarise(
     now: datetime,
     alive: Callable[[], bool] = lambda: True,
     settle_timeout_s: float = 600.0,
+    seed: int = 2020,
 ) -> bool:
     """Post the wave's manifest and scans, wait until every scan is applied, print a summary.
 
     Returns whether every loop ended as the pure domain says it should.
     """
-    wave = build_wave(size, now=now, rules=rules_from(settings))
+    wave = build_wave(size, now=now, rules=rules_from(settings), seed=seed)
     headers = {"Authorization": f"Bearer {admin_token}"}
     trips = wave.manifest["trips"]
     modes = Counter(trip["mode"] for trip in trips)

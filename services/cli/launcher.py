@@ -121,7 +121,7 @@ def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout
     raise RuntimeError(f"the API was not ready within {timeout:.0f} s")
 
 
-def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool) -> int:
+def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed: int = 2020) -> int:
     """Run the whole system until Ctrl-C (or until the demo is summarised)."""
     _terminate_on_sigterm()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,6 +170,7 @@ def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool) -> in
                         settings=settings,
                         now=datetime.now(UTC),
                         alive=lambda: all(p.poll() is None for p in processes.values()),
+                        seed=seed,
                     )
                 )
                 if exit_after_demo:

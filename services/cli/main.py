@@ -48,6 +48,9 @@ def up(
     exit_after_demo: Annotated[
         bool, typer.Option(help="stop everything once the demo summary is printed")
     ] = False,
+    seed: Annotated[
+        int, typer.Option(help="seed of the demo wave (other seeds, other workers)")
+    ] = 2020,
 ) -> None:
     """Run everything in the foreground: servers (embedded unless configured), tracker, API."""
     from services.cli.launcher import run_up
@@ -58,7 +61,7 @@ def up(
     settings = _settings()
     configure_logging("launcher", settings.log_level)
     try:
-        code = run_up(settings, demo=demo, exit_after_demo=exit_after_demo)
+        code = run_up(settings, demo=demo, exit_after_demo=exit_after_demo, seed=seed)
     except SettingsError as error:
         typer.echo(f"returnloop: {error}", err=True)
         raise typer.Exit(2) from None

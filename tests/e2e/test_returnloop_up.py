@@ -1,0 +1,93 @@
+"""`returnloop up`, the command behind `make run`: demo summary, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port
+from tests.support.servers import Servers, server_env
+
+pytestmark = pytest.mark.e2e
+
+
+def _up(servers: Servers, data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
+    env = server_env(servers, RETURNLOOP_DATA_DIR=str(data_dir), RETURNLOOP_API_PORT=str(port))
+    if "RETURNLOOP_KAFKA_BOOTSTRAP" not in os.environ:
+        # Like `make run` on a fresh machine: embedded servers of its own.
+        for name in (
+            "RETURNLOOP_KAFKA_BOOTSTRAP",
+            "RETURNLOOP_DATABASE_URL",
+            "RETURNLOOP_WORKER_REF_KEY",
+            "RETURNLOOP_ADMIN_TOKEN",
+        ):
+            env.pop(name, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _port_is_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True).stdout
+    return [
+        line
+        for line in listing.splitlines()
+        if text in line and " Z" not in line and "ps -eo" not in line
+    ]
+
+
+def test_up_with_the_demo_prints_the_ready_line_and_a_summary_that_matches(
+    servers: Servers, tmp_path: Path
+) -> None:
+    port = free_port()
+    seed = str(random.randrange(1_000_000))
+    process = _up(servers, tmp_path, port, "--demo", "small", "--exit-after-demo", "--seed", seed)
+    output, _ = process.communicate(timeout=240)
+
+    assert process.returncode == 0, output
+    ready = [line for line in output.splitlines() if line.startswith("returnloop is ready: ")]
+    assert ready and f"http://127.0.0.1:{port}" in ready[0]
+    assert "loops    closed: 293 (expected 293)" in output
+    assert "every loop ended as expected" in output
+    assert _port_is_closed(port)
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
+def test_ctrl_c_stops_everything_it_started(servers: Servers, tmp_path: Path) -> None:
+    port = free_port()
+    process = _up(servers, tmp_path, port)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 120
+    line = process.stdout.readline()
+    while not line.startswith("returnloop is ready"):
+        assert process.poll() is None and time.monotonic() < deadline, line
+        line = process.stdout.readline()
+    assert not _port_is_closed(port)
+    if "RETURNLOOP_DATABASE_URL" not in os.environ:
+        # The embedded PostgreSQL runs with its data directory under tmp_path.
+        assert _processes_mentioning(str(tmp_path)) != []
+
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0
+    assert "returnloop stopped" in rest
+    assert _port_is_closed(port)
+    assert _processes_mentioning(str(tmp_path)) == []
