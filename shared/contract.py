@@ -8,6 +8,7 @@ set (used as a metrics label, so it must stay bounded).
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -86,8 +87,8 @@ def aware_in_range(value: datetime) -> datetime:
 
 
 def printable(value: str) -> str:
-    # NUL and other control characters cannot be stored, logged or shown safely.
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    # NUL and other control characters (C0, DEL, C1) cannot be stored, logged or shown safely.
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -113,7 +114,7 @@ class ScanIn(BaseModel):
     id_number: IdNumber
     occurred_at: Timestamp
     station: ShortText
-    temperature_c: Annotated[float, Field(ge=30.0, le=45.0)] | None = None
+    temperature_c: Annotated[float, Field(ge=30.0, le=45.0, strict=True)] | None = None
     health_code: HealthCodeName | None = None
     trip_id: ShortText | None = None
     enterprise_id: ShortText | None = None

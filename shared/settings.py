@@ -46,6 +46,13 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    @field_validator(
+        "admin_token", "worker_ref_key", "kafka_bootstrap", "database_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("admin_token", "worker_ref_key")
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -83,9 +90,18 @@ def resolve_worker_ref_key(settings: Settings) -> bytes:
         )
     path = settings.data_dir / "worker_ref.key"
     if not path.exists():
+        import os
         import secrets
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
+        # Created 0600 from the start: the key is never readable by others.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as key_file:
+            key_file.write(secrets.token_hex(32))
+    key = path.read_text().strip().encode()
+    if len(key) < 16:
+        raise SettingsError(
+            f"{path} holds no usable worker_ref key (under 16 characters); restore it from a "
+            "backup, or delete it only if no worker_ref made with it must stay valid"
+        )
+    return key

@@ -41,3 +41,13 @@ def settings(servers: Servers) -> Settings:
         admin_token=os.environ.get("RETURNLOOP_ADMIN_TOKEN", TEST_ADMIN_TOKEN),
         sweep_interval_seconds=1,
     )
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A fresh directory outside pytest's basetemp (see ``servers`` for why)."""
+    path = Path(tempfile.mkdtemp(prefix="returnloop-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -60,8 +60,9 @@ def _admin_token(settings: Settings) -> str:
     path = settings.data_dir / "admin.token"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("rl_admin_" + secrets.token_urlsafe(24))
-        path.chmod(0o600)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as token_file:
+            token_file.write("rl_admin_" + secrets.token_urlsafe(24))
     return path.read_text().strip()
 
 

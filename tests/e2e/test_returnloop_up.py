@@ -45,7 +45,9 @@ def _port_is_closed(port: int) -> bool:
 
 
 def _processes_mentioning(text: str) -> list[str]:
-    listing = subprocess.run(["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True
+    ).stdout
     return [
         line
         for line in listing.splitlines()
