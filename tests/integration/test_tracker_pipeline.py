@@ -149,22 +149,15 @@ async def test_bad_input_goes_to_the_dead_letter_topic_and_the_stream_carries_on
 
 
 async def _topic_values(servers: Servers, topic: str) -> bytes:
+    """Every key and value on ``topic``, from the beginning (no consumer group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        if not partitions:
-            await consumer.stop()
-            consumer = AIOKafkaConsumer(
-                topic,
-                bootstrap_servers=servers.kafka_bootstrap,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-        else:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning()
+        await consumer.topics()  # refreshes the metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assert partitions, f"{topic} has no partitions"
+        consumer.assign([TopicPartition(topic, partition) for partition in partitions])
+        await consumer.seek_to_beginning()
         chunks = []
         batches = await consumer.getmany(timeout_ms=2000, max_records=100_000)
         while batches:
