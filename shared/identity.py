@@ -66,6 +66,36 @@ def mask_card_number(card_no: str) -> str:
     return card_no[:2] + "*" * (len(card_no) - 6) + card_no[-4:]
 
 
+_CARD = re.compile(r"^[0-9A-Z]{9,20}$")
+_HEALTH_CODE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{7,63}$")
+
+
+class InvalidCode(ValueError):
+    """A card number or health-code id of the wrong shape; ``code`` says which."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def normalise_card_number(raw: str) -> str:
+    """A social-security card number: 9–20 letters and digits, upper-cased."""
+    candidate = raw.strip().upper() if isinstance(raw, str) else ""
+    if not _CARD.match(candidate):
+        raise InvalidCode("invalid_card_number", "ssc_card_no must be 9–20 letters and digits")
+    return candidate
+
+
+def normalise_health_code_id(raw: str) -> str:
+    """A health-code id as the platform issues it: 8–64 of letters, digits, ``_`` and ``-``."""
+    candidate = raw.strip() if isinstance(raw, str) else ""
+    if not _HEALTH_CODE_ID.match(candidate):
+        raise InvalidCode(
+            "invalid_health_code_id", "health_code_id must be 8–64 letters, digits, _ or -"
+        )
+    return candidate
+
+
 @dataclass(frozen=True)
 class Pseudonymiser:
     """Keyed hash (HMAC-SHA256) of identifiers; the key never leaves settings."""

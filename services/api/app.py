@@ -15,13 +15,15 @@ from prometheus_client import CollectorRegistry, Histogram
 from services.api.auth import TokenAuthority
 from services.api.deps import ApiContext
 from services.api.errors import install_error_handlers
-from services.api.routes import health, manifests, scans, tokens, workers
+from services.api.routes import gate, health, links, manifests, scans, supervision, tokens, workers
 from services.tracker.publisher import KafkaPublisher
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
+from shared.linkage import LinkStore
 from shared.metrics import Metrics
 from shared.postgres import ReadsAndManifests, create_pool
 from shared.settings import Settings, resolve_worker_ref_key
+from shared.supervision import SupervisorReads
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +61,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         await publisher.start()
         store = ReadsAndManifests(pool)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        pseudonymiser = Pseudonymiser(resolve_worker_ref_key(settings))
         context = ApiContext(
             store=store,
             publisher=publisher,
-            pseudonymiser=Pseudonymiser(resolve_worker_ref_key(settings)),
+            pseudonymiser=pseudonymiser,
+            links=LinkStore(pool, pseudonymiser),
             authority=TokenAuthority(store, admin),
             metrics=metrics,
             rules=Rules(fever_threshold_c=settings.fever_threshold_c),
+            supervision=SupervisorReads(pool),
         )
         app.state.context = context
         refresher = asyncio.create_task(_refresh_workers_gauge(context))
@@ -98,7 +103,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         return response
 
     v1 = APIRouter(prefix="/v1")
-    for module in (scans, manifests, workers, tokens):
+    for module in (scans, manifests, workers, tokens, links, gate, supervision):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

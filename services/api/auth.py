@@ -37,6 +37,8 @@ class Principal:
 
     role: Role
     enterprise_id: str | None = None
+    # Who, for audit trails: the role and a fingerprint of the token (never the token).
+    actor: str = "unknown"
 
     def may_post(self, kind: str, enterprise_id: str | None) -> bool:
         if kind not in SCAN_KINDS_BY_ROLE[self.role]:
@@ -65,11 +67,13 @@ class TokenAuthority:
             raise ApiError(401, "unauthorized", "a bearer token is required")
         token = authorization[7:].strip()
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
-            return Principal(Role.ADMIN)
-        record = await self.store.find_token(hash_token(token), datetime.now(UTC))
+            return Principal(Role.ADMIN, actor="admin:bootstrap-token")
+        token_hash = hash_token(token)
+        record = await self.store.find_token(token_hash, datetime.now(UTC))
         if record is None:
             raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
-        return Principal(Role(record.role), record.enterprise_id)
+        role = Role(record.role)
+        return Principal(role, record.enterprise_id, actor=f"{role.value}:{token_hash[:12]}")
 
     async def issue(
         self, role: Role, enterprise_id: str | None, expires_in_hours: float | None

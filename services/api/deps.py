@@ -13,8 +13,10 @@ from services.api.errors import ApiError
 from services.tracker.publisher import KafkaPublisher
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
+from shared.linkage import LinkStore
 from shared.metrics import Metrics
 from shared.postgres import ReadsAndManifests
+from shared.supervision import SupervisorReads
 
 
 @dataclass
@@ -27,6 +29,8 @@ class ApiContext:
     authority: TokenAuthority
     metrics: Metrics
     rules: Rules
+    links: LinkStore
+    supervision: SupervisorReads
 
 
 def get_context(request: Request) -> ApiContext:

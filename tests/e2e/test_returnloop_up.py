@@ -61,7 +61,12 @@ def test_up_with_the_demo_prints_the_ready_line_and_a_summary_that_matches(
     port = free_port()
     seed = str(random.randrange(1_000_000))
     process = _up(servers, tmp_path, port, "--demo", "small", "--exit-after-demo", "--seed", seed)
-    output, _ = process.communicate(timeout=240)
+    try:
+        output, _ = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
 
     assert process.returncode == 0, output
     ready = [line for line in output.splitlines() if line.startswith("returnloop is ready: ")]
@@ -75,6 +80,15 @@ def test_up_with_the_demo_prints_the_ready_line_and_a_summary_that_matches(
 def test_ctrl_c_stops_everything_it_started(servers: Servers, tmp_path: Path) -> None:
     port = free_port()
     process = _up(servers, tmp_path, port)
+    try:
+        _interrupt_once_ready(process, port, tmp_path)
+    finally:
+        if process.poll() is None:  # the test failed before the interrupt: clean up anyway
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+
+
+def _interrupt_once_ready(process: subprocess.Popen[str], port: int, tmp_path: Path) -> None:
     assert process.stdout is not None
     deadline = time.monotonic() + 120
     line = process.stdout.readline()

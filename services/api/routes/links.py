@@ -1,0 +1,157 @@
+"""One code, one person, one loop: health-code / social-security-card links and resolve."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AfterValidator, BaseModel, Field
+
+from services.api.auth import Principal, Role
+from services.api.deps import ContextDep, PrincipalDep, require
+from services.api.errors import ApiError
+from services.api.routes.workers import WORKER_REF
+from shared.contract import printable
+from shared.identity import (
+    InvalidCode,
+    InvalidIdNumber,
+    mask_id_number,
+    normalise_id_number,
+)
+from shared.linkage import CodeKey, LinkConflict
+
+router = APIRouter(tags=["links"])
+
+Code = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(printable)]
+
+
+class LinkIn(BaseModel):
+    id_number: Code
+    health_code_id: Code
+    ssc_card_no: Code
+
+
+class UnlinkIn(BaseModel):
+    code: Code
+    reason: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable)]
+
+
+class ResolveIn(BaseModel):
+    code: Code
+
+
+def _keys(context: ContextDep, body: LinkIn) -> tuple[str, list[CodeKey]]:
+    try:
+        id_number = normalise_id_number(body.id_number)
+        keys = [
+            context.links.health_code_key(body.health_code_id),
+            context.links.card_key(body.ssc_card_no),
+        ]
+    except (InvalidIdNumber, InvalidCode) as problem:
+        raise ApiError(422, problem.code, str(problem)) from None
+    return id_number, keys
+
+
+@router.post("/links", status_code=201)
+async def link(
+    body: LinkIn,
+    context: ContextDep,
+    response: Response,
+    principal: Annotated[Principal, Depends(require(Role.ADMIN, Role.RECRUITER))],
+) -> dict[str, Any]:
+    """Bind a worker's health code and social-security card (201; 200 if already bound)."""
+    id_number, keys = _keys(context, body)
+    worker_ref = context.pseudonymiser.worker_ref(id_number)
+    try:
+        created = await context.links.link(
+            worker_ref, mask_id_number(id_number), keys, principal.actor
+        )
+    except LinkConflict as conflict:
+        raise ApiError(409, "conflict", str(conflict)) from None
+    if not created:
+        response.status_code = 200
+    await context.links.audit(
+        actor=principal.actor,
+        role=principal.role,
+        action="link",
+        worker_ref=worker_ref,
+        detail="created" if created else "already linked",
+    )
+    return {
+        "worker_ref": worker_ref,
+        "id_masked": mask_id_number(id_number),
+        "linked": await context.links.linked(worker_ref),
+    }
+
+
+@router.post("/links/unlink")
+async def unlink(
+    body: UnlinkIn,
+    context: ContextDep,
+    principal: Annotated[Principal, Depends(require(Role.ADMIN))],
+) -> dict[str, Any]:
+    """End a code's binding (card lost, code reissued); the history keeps it (admin)."""
+    for key in context.links.keys_for(body.code):
+        worker_ref = await context.links.unlink(key, principal.actor, body.reason)
+        if worker_ref is not None:
+            await context.links.audit(
+                actor=principal.actor,
+                role=principal.role,
+                action="unlink",
+                worker_ref=worker_ref,
+                detail=f"{key.code_type}: {body.reason}",
+            )
+            return {"worker_ref": worker_ref, "unlinked": key.code_type}
+    raise ApiError(404, "not_found", "no active link for this code")
+
+
+@router.post("/links/resolve")
+async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
+    """A health-code id or card number → the worker, their colour and their loop."""
+    keys = context.links.keys_for(body.code)
+    if not keys:
+        raise ApiError(422, "invalid_code", "not the shape of a health-code id or card number")
+    worker_ref = await context.links.resolve(keys)
+    view = await context.store.loop_view(worker_ref) if worker_ref else None
+    if view is None or (
+        principal.role is Role.GATE and not principal.may_read_enterprise(view["enterprise_id"])
+    ):
+        raise ApiError(404, "not_found", "no worker is linked to this code")
+    await context.links.audit(
+        actor=principal.actor, role=principal.role, action="resolve", worker_ref=worker_ref
+    )
+    return {
+        "worker_ref": view["worker_ref"],
+        "id_masked": view["id_masked"],
+        "health_code": view["health_code"],
+        "linked": await context.links.linked(view["worker_ref"]),
+        "loop": view,
+    }
+
+
+@router.get("/links/{worker_ref}/history")
+async def link_history(
+    worker_ref: str,
+    context: ContextDep,
+    _: Annotated[Principal, Depends(require(Role.ADMIN))],
+) -> dict[str, Any]:
+    """Every binding a worker's codes have had, unlinks included (admin)."""
+    if not WORKER_REF.fullmatch(worker_ref):
+        raise ApiError(404, "not_found", "no such worker")
+    return {"worker_ref": worker_ref, "links": await context.links.history(worker_ref)}
+
+
+@router.get("/audit")
+async def read_audit(
+    context: ContextDep,
+    _: Annotated[Principal, Depends(require(Role.ADMIN))],
+    worker_ref: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Who accessed whose health data, when (admin); page with ``after``."""
+    entries = await context.links.read_audit(worker_ref=worker_ref, after_id=after, limit=limit)
+    return {
+        "entries": entries,
+        "next_after": entries[-1]["audit_id"] if len(entries) == limit else None,
+    }
