@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.tracker.main import TrackerProcess
 from shared import topics
@@ -150,20 +150,20 @@ async def test_bad_input_goes_to_the_dead_letter_topic_and_the_stream_carries_on
 
 async def _topic_values(servers: Servers, topic: str) -> bytes:
     """Every key and value on ``topic``, from the beginning (no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes the metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assert partitions, f"{topic} has no partitions"
-        consumer.assign([TopicPartition(topic, partition) for partition in partitions])
-        await consumer.seek_to_beginning()
         chunks = []
-        batches = await consumer.getmany(timeout_ms=2000, max_records=100_000)
+        batches = await consumer.getmany(timeout_ms=3000, max_records=100_000)
         while batches:
             for messages in batches.values():
                 chunks.extend((m.key or b"") + (m.value or b"") for m in messages)
-            batches = await consumer.getmany(timeout_ms=500, max_records=100_000)
+            batches = await consumer.getmany(timeout_ms=1000, max_records=100_000)
         return b"\n".join(chunks)
     finally:
         await consumer.stop()

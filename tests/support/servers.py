@@ -61,13 +61,58 @@ def server_env(servers: Servers, **extra: str) -> dict[str, str]:
 
 
 _rng = random.Random()
+_issued: set[str] = set()
+_PROVINCES = (
+    11,
+    12,
+    13,
+    14,
+    15,
+    21,
+    22,
+    23,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    41,
+    42,
+    43,
+    44,
+    45,
+    46,
+    50,
+    51,
+    52,
+    53,
+    54,
+    61,
+    62,
+    63,
+    64,
+    65,
+)
 
 
-def random_id_number(area: str = "520502") -> str:
-    """A valid, random resident ID number, so tests sharing a database never collide."""
-    born = date(1970, 1, 1) + timedelta(days=_rng.randrange(0, 365 * 30))
-    first17 = f"{area}{born:%Y%m%d}{_rng.randrange(1000):03d}"
-    return first17 + check_digit(first17)
+def random_id_number(area: str | None = None) -> str:
+    """A valid, random resident ID number, never the same twice in a session.
+
+    Tests share one database (across sessions too, in CI), so the number space
+    is wide: ~3 * 10**11 combinations of area, birth date and serial.
+    """
+    while True:
+        place = area or (
+            f"{_rng.choice(_PROVINCES)}{_rng.randrange(1, 21):02d}{_rng.randrange(1, 31):02d}"
+        )
+        born = date(1966, 1, 1) + timedelta(days=_rng.randrange(0, 365 * 36))
+        first17 = f"{place}{born:%Y%m%d}{_rng.randrange(1000):03d}"
+        number = first17 + check_digit(first17)
+        if number not in _issued:
+            _issued.add(number)
+            return number
 
 
 def unique(prefix: str) -> str:

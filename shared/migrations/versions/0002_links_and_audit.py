@@ -15,7 +15,7 @@ depends_on = None
 # One statement per execute: the asyncpg driver prepares each statement.
 SCHEMA = """
 -- A code bound to a worker. Card numbers are stored only as a keyed hash and a
--- masked form; health-code ids are shown to users and stored as they are.
+-- masked form. Health-code ids are shown to users and stored as they are.
 CREATE TABLE code_links (
     link_id     bigserial PRIMARY KEY,
     code_type   text NOT NULL CHECK (code_type IN ('health_code', 'ssc_card')),
