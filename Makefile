@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint format clean
+.PHONY: install run test test-unit test-integration test-e2e test-city lint check-deploy format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,22 @@ test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration -m integration
 
 test-e2e: $(STAMP)
-	$(BIN)/pytest tests/e2e -m e2e
+	$(BIN)/pytest tests/e2e -m 'e2e and not city'
+
+test-city: $(STAMP)  ## the city-sized demo wave (29,400 workers) through the running system
+	$(BIN)/pytest tests/e2e/test_city_demo.py -m city
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared
+
+check-deploy: $(STAMP)  ## Prometheus config, rules and rule tests (promtool), Grafana dashboards
+	@command -v promtool >/dev/null || { echo "no promtool: run deploy/prometheus/install.sh (apt-get install prometheus)"; exit 1; }
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules.yml
+	promtool test rules deploy/prometheus/rules_test.yml
+	$(BIN)/pytest tests/unit/test_dashboards.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -33,3 +33,13 @@ def alembic_config(database_url: str) -> Config:
 def migrate(database_url: str, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` (idempotent)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+def sql_statements(script: str) -> list[str]:
+    """Split a migration's SQL into statements: the asyncpg driver prepares one at a time.
+
+    ``--`` comments are dropped first, so a ``;`` inside one cannot split a statement.
+    Migrations hold DDL only: no string literal contains ``--`` or ``;``.
+    """
+    without_comments = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    return [statement.strip() for statement in without_comments.split(";") if statement.strip()]

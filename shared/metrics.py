@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 SCAN_TO_STATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -51,3 +53,33 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "returnloop_consumer_lag",
+            "Records between a batch consumer's position and the end of a partition.",
+            ["consumer", "topic", "partition"],
+            registry=registry,
+        )
+        self.open_alerts = Gauge(
+            "returnloop_open_alerts", "Open alerts, by kind.", ["kind"], registry=registry
+        )
+        self.enterprise_workers = Gauge(
+            "returnloop_enterprise_workers",
+            "Workers on an enterprise's manifest, by roster state.",
+            ["enterprise_id", "state"],
+            registry=registry,
+        )
+
+
+def replace_gauge_values(gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
+    """Make ``values`` the gauge's only samples, without an empty moment in between.
+
+    Label sets missing from ``values`` are removed after the others are set, so
+    a scrape during a refresh never sees the gauge empty (``clear()`` would).
+    """
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    present = {
+        tuple(sample.labels.values()) for metric in gauge.collect() for sample in metric.samples
+    }
+    for labels in present - set(values):
+        gauge.remove(*labels)

@@ -35,6 +35,9 @@ from shared.domain.model import (
 )
 from shared.messages import AcceptedHealthUpdate, AcceptedScan
 
+# The roster's counts (PRODUCT.md, GET /v1/enterprises/{enterprise_id}/roster).
+ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")
+
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
@@ -497,6 +500,40 @@ class ReadsAndManifests:
             """
         )
         return [(row["stage"], row["status"], row["n"]) for row in rows]
+
+    async def open_alerts_by_kind(self) -> list[tuple[str, int]]:
+        rows = await self.pool.fetch(
+            "SELECT kind, count(*) AS n FROM alerts WHERE open GROUP BY kind"
+        )
+        return [(row["kind"], row["n"]) for row in rows]
+
+    async def enterprise_counts(self) -> list[tuple[str, str, int]]:
+        """(enterprise_id, state, count) for every enterprise with workers on a manifest.
+
+        The roster's counts, for all enterprises in one pass; ``checked_in`` counts
+        the enterprise's own workers who checked in there (the roster also counts
+        anyone who checked in there by mistake, who is a ``wrong_enterprise`` alert).
+        """
+        rows = await self.pool.fetch(
+            """
+            SELECT w.enterprise_id,
+                   count(*) AS expected,
+                   count(*) FILTER (WHERE s.departed) AS departed,
+                   count(*) FILTER (
+                       WHERE s.boarded_trip_id IS NOT NULL AND NOT s.arrived) AS in_transit,
+                   count(*) FILTER (WHERE s.arrived) AS arrived,
+                   count(*) FILTER (
+                       WHERE s.checked_in_enterprise_id = w.enterprise_id) AS checked_in,
+                   count(*) FILTER (WHERE s.status = 'held') AS held,
+                   count(*) FILTER (WHERE s.status = 'broken') AS broken
+            FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+            WHERE w.enterprise_id IS NOT NULL
+            GROUP BY w.enterprise_id
+            """
+        )
+        return [
+            (row["enterprise_id"], state, row[state]) for row in rows for state in ROSTER_STATES
+        ]
 
     async def save_token(
         self, token_hash: str, role: str, enterprise_id: str | None, expires_at: datetime | None

@@ -132,6 +132,118 @@ class SupervisorReads:
             "shortage": row["shortage"],
         }
 
+    async def rosters(self) -> list[dict[str, Any]]:
+        """Every enterprise's roster (as ``roster``) with its name, in one set-based read.
+
+        An enterprise is listed when the manifest names it or a worker checked in
+        there, as ``roster`` finds it; ordered by ``enterprise_id``.
+        """
+        rows = await self.pool.fetch(
+            """
+            WITH manifest AS (
+                SELECT w.enterprise_id, count(*) AS expected,
+                       count(*) FILTER (WHERE s.departed) AS departed,
+                       count(*) FILTER (
+                           WHERE s.boarded_trip_id IS NOT NULL AND NOT s.arrived) AS in_transit,
+                       count(*) FILTER (WHERE s.arrived) AS arrived,
+                       count(*) FILTER (WHERE s.status = 'held') AS held,
+                       count(*) FILTER (WHERE s.status = 'broken') AS broken
+                FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+                WHERE w.enterprise_id IS NOT NULL
+                GROUP BY w.enterprise_id
+            ), on_post AS (
+                SELECT checked_in_enterprise_id AS enterprise_id, count(*) AS checked_in
+                FROM loop_state WHERE checked_in_enterprise_id IS NOT NULL
+                GROUP BY checked_in_enterprise_id
+            ), listed AS (
+                SELECT enterprise_id FROM enterprises
+                UNION SELECT enterprise_id FROM manifest
+                UNION SELECT enterprise_id FROM on_post
+            )
+            SELECT l.enterprise_id, e.name, coalesce(e.shortage, 0) AS shortage,
+                   coalesce(m.expected, 0) AS expected, coalesce(m.departed, 0) AS departed,
+                   coalesce(m.in_transit, 0) AS in_transit, coalesce(m.arrived, 0) AS arrived,
+                   coalesce(m.held, 0) AS held, coalesce(m.broken, 0) AS broken,
+                   coalesce(p.checked_in, 0) AS checked_in
+            FROM listed l
+            LEFT JOIN enterprises e USING (enterprise_id)
+            LEFT JOIN manifest m USING (enterprise_id)
+            LEFT JOIN on_post p USING (enterprise_id)
+            ORDER BY l.enterprise_id
+            """
+        )
+        return [
+            {
+                "enterprise_id": row["enterprise_id"],
+                "name": row["name"],
+                "expected": row["expected"],
+                "departed": row["departed"],
+                "in_transit": row["in_transit"],
+                "arrived": row["arrived"],
+                "checked_in": row["checked_in"],
+                "held": row["held"],
+                "broken": row["broken"],
+                "on_post_ratio": row["checked_in"] / row["expected"] if row["expected"] else 0.0,
+                "shortage": row["shortage"],
+            }
+            for row in rows
+        ]
+
+    async def trips(self, *, with_missing_only: bool = False) -> list[dict[str, Any]]:
+        """Every trip's counts (as ``trip``, with ``missing`` counted), in one set-based read.
+
+        A trip is listed when a manifest registers it, names it for a worker, or
+        a worker boarded it; ordered by ``eta`` (unregistered trips last), then id.
+        """
+        rows = await self.pool.fetch(
+            """
+            WITH manifest AS (
+                SELECT trip_id, count(*) AS manifest FROM workers
+                WHERE trip_id IS NOT NULL GROUP BY trip_id
+            ), boarded AS (
+                SELECT s.boarded_trip_id AS trip_id, count(*) AS boarded,
+                       count(*) FILTER (WHERE s.arrived) AS arrived,
+                       count(*) FILTER (WHERE NOT s.arrived) AS missing,
+                       count(*) FILTER (WHERE w.trip_id IS DISTINCT FROM s.boarded_trip_id)
+                           AS not_on_manifest
+                FROM loop_state s LEFT JOIN workers w USING (worker_ref)
+                WHERE s.boarded_trip_id IS NOT NULL
+                GROUP BY s.boarded_trip_id
+            ), listed AS (
+                SELECT trip_id FROM trips
+                UNION SELECT trip_id FROM manifest
+                UNION SELECT trip_id FROM boarded
+            )
+            SELECT l.trip_id, t.mode, t.origin, t.destination, t.departs_at, t.eta,
+                   coalesce(m.manifest, 0) AS manifest, coalesce(b.boarded, 0) AS boarded,
+                   coalesce(b.arrived, 0) AS arrived, coalesce(b.missing, 0) AS missing,
+                   coalesce(b.not_on_manifest, 0) AS not_on_manifest
+            FROM listed l
+            LEFT JOIN trips t USING (trip_id)
+            LEFT JOIN manifest m USING (trip_id)
+            LEFT JOIN boarded b USING (trip_id)
+            WHERE NOT $1 OR b.missing > 0
+            ORDER BY t.eta NULLS LAST, l.trip_id
+            """,
+            with_missing_only,
+        )
+        return [
+            {
+                "trip_id": row["trip_id"],
+                "mode": row["mode"],
+                "origin": row["origin"],
+                "destination": row["destination"],
+                "departs_at": _iso(row["departs_at"]),
+                "eta": _iso(row["eta"]),
+                "manifest": row["manifest"],
+                "boarded": row["boarded"],
+                "arrived": row["arrived"],
+                "missing_count": row["missing"],
+                "not_on_manifest_count": row["not_on_manifest"],
+            }
+            for row in rows
+        ]
+
     async def trip(self, trip_id: str) -> dict[str, Any] | None:
         """The contract's table of one trip; ``None`` when nothing refers to it.
 

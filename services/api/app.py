@@ -15,31 +15,50 @@ from prometheus_client import CollectorRegistry, Histogram
 from services.api.auth import TokenAuthority
 from services.api.deps import ApiContext
 from services.api.errors import install_error_handlers
-from services.api.routes import gate, health, links, manifests, scans, supervision, tokens, workers
+from services.api.routes import (
+    gate,
+    health,
+    links,
+    manifests,
+    scans,
+    supervision,
+    tokens,
+    ui,
+    workers,
+)
 from services.tracker.publisher import KafkaPublisher
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
 from shared.linkage import LinkStore
-from shared.metrics import Metrics
+from shared.metrics import Metrics, replace_gauge_values
 from shared.postgres import ReadsAndManifests, create_pool
 from shared.settings import Settings, resolve_worker_ref_key
 from shared.supervision import SupervisorReads
 
 logger = logging.getLogger(__name__)
 
-WORKERS_GAUGE_REFRESH_S = 5.0
+DATABASE_GAUGES_REFRESH_S = 5.0
 
 
-async def _refresh_workers_gauge(context: ApiContext) -> None:
+async def _refresh_gauges(context: ApiContext) -> None:
+    """Keep the gauges read from PostgreSQL (workers, open alerts, enterprises) current."""
+    metrics, store = context.metrics, context.store
     while True:
         try:
-            rows = await context.store.workers_by_stage_status()
-            context.metrics.workers.clear()
-            for stage, status, count in rows:
-                context.metrics.workers.labels(stage, status).set(count)
+            workers = await store.workers_by_stage_status()
+            open_alerts = await store.open_alerts_by_kind()
+            enterprises = await store.enterprise_counts()
+            replace_gauge_values(
+                metrics.workers, {(stage, status): n for stage, status, n in workers}
+            )
+            replace_gauge_values(metrics.open_alerts, {(kind,): n for kind, n in open_alerts})
+            replace_gauge_values(
+                metrics.enterprise_workers,
+                {(enterprise_id, state): n for enterprise_id, state, n in enterprises},
+            )
         except Exception:
-            logger.warning("could not refresh the workers gauge", exc_info=True)
-        await asyncio.sleep(WORKERS_GAUGE_REFRESH_S)
+            logger.warning("could not refresh the gauges read from PostgreSQL", exc_info=True)
+        await asyncio.sleep(DATABASE_GAUGES_REFRESH_S)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -73,7 +92,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             supervision=SupervisorReads(pool),
         )
         app.state.context = context
-        refresher = asyncio.create_task(_refresh_workers_gauge(context))
+        refresher = asyncio.create_task(_refresh_gauges(context))
         try:
             yield
         finally:
@@ -107,4 +126,5 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(ui.router)
     return app

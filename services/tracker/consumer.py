@@ -12,14 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from prometheus_client import Gauge
 
 from services.tracker.records import BatchHandler, InputRecord
 
 logger = logging.getLogger(__name__)
+
+
+def partition_lag(
+    highwaters: Mapping[TopicPartition, int | None], positions: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Records between each position and its partition's end (never negative).
+
+    Partitions whose end is not known yet (nothing fetched from them) are left out.
+    """
+    return {
+        tp: max(0, highwater - positions[tp])
+        for tp, highwater in highwaters.items()
+        if highwater is not None and tp in positions
+    }
 
 
 class BatchConsumer:
@@ -37,6 +52,7 @@ class BatchConsumer:
         timeout_ms: int = 200,
         retry_backoff_s: float = 0.5,
         retry_backoff_max_s: float = 10.0,
+        lag: Gauge | None = None,
     ) -> None:
         self.name = name
         self.bootstrap = bootstrap
@@ -47,7 +63,9 @@ class BatchConsumer:
         self.timeout_ms = timeout_ms
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
+        self.lag = lag
         self.batches_committed = 0
+        self._lag_labels: set[tuple[str, str, str]] = set()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -77,6 +95,7 @@ class BatchConsumer:
                 fetched = await consumer.getmany(
                     timeout_ms=self.timeout_ms, max_records=self.max_records
                 )
+                await self._observe_lag(consumer)
                 if not fetched:
                     continue
                 records = [
@@ -109,8 +128,37 @@ class BatchConsumer:
                 failures = 0
                 await self._commit(consumer, fetched)
         finally:
+            self._forget_lag(set())
             await consumer.stop()
             logger.info("consumer stopped", extra={"consumer": self.name})
+
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Set the lag gauge for the partitions this consumer owns now, and only those."""
+        if self.lag is None:
+            return
+        highwaters: dict[TopicPartition, int | None] = {}
+        positions: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            try:
+                highwaters[tp] = consumer.highwater(tp)
+                # A known end means a fetch happened, so the position is valid: no wait.
+                if highwaters[tp] is not None:
+                    positions[tp] = await consumer.position(tp)
+            except (IllegalStateError, AssertionError):
+                pass  # revoked meanwhile
+        current: set[tuple[str, str, str]] = set()
+        for tp, lag in partition_lag(highwaters, positions).items():
+            labels = (self.name, tp.topic, str(tp.partition))
+            self.lag.labels(*labels).set(lag)
+            current.add(labels)
+        self._forget_lag(current)
+
+    def _forget_lag(self, keep: set[tuple[str, str, str]]) -> None:
+        """Drop partitions this consumer no longer owns: their new owner reports them."""
+        if self.lag is not None:
+            for labels in self._lag_labels - keep:
+                self.lag.remove(*labels)
+        self._lag_labels = keep
 
     @staticmethod
     def _rewind(consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]

@@ -272,6 +272,7 @@ def build_consumers(
             topics=intake_topics,
             handler=tracker.handle_intake,
             max_records=max_records,
+            lag=tracker.metrics.consumer_lag,
         ),
         BatchConsumer(
             name="apply",
@@ -280,5 +281,6 @@ def build_consumers(
             topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED],
             handler=tracker.handle_apply,
             max_records=max_records,
+            lag=tracker.metrics.consumer_lag,
         ),
     ]

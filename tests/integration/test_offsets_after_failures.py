@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from services.tracker.consumer import BatchConsumer
@@ -18,6 +18,7 @@ from shared.identity import Pseudonymiser
 from shared.kafka_admin import ensure_topics
 from shared.settings import Settings
 from tests.integration.conftest import loop_state, send
+from tests.support.kafka import read_topic
 from tests.support.scans import scan_body
 from tests.support.servers import Servers, random_id_number, unique
 from tests.support.waiting import eventually
@@ -77,25 +78,11 @@ def _committed(servers: Servers, group: str, topic: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
-async def _position_of(servers: Servers, topic: str, marker: bytes) -> tuple[int, int]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=servers.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=2000, max_records=10_000)
-            if not batches:
-                raise AssertionError("marker not found")
-            for tp, messages in batches.items():
-                for message in messages:
-                    if marker in (message.value or b""):
-                        return tp.partition, message.offset
-    finally:
-        await consumer.stop()
+async def _position_of(servers: Servers, topic: str, marker: bytes) -> tuple[int, int] | None:
+    for record in await read_topic(servers.kafka_bootstrap, topic):
+        if marker in (record.value or b""):
+            return record.partition, record.offset
+    return None
 
 
 async def test_a_database_outage_never_lets_the_offset_of_an_unapplied_scan_be_committed(
@@ -118,12 +105,14 @@ async def test_a_database_outage_never_lets_the_offset_of_an_unapplied_scan_be_c
             topics.INPUT_TOPICS["departure_check"],
             scan_body("departure_check", poisoned_id, hours=0, station=marker),
         )
-        partition, offset = await eventually(
+        position = await eventually(
             lambda: _position_of(servers, topics.ACCEPTED, marker.encode()),
             lambda found: found is not None,
             within=30,
             what="the scan to pass intake",
         )
+        assert position is not None
+        partition, offset = position
         # Give the apply loop time to fail and retry several times.
         for _ in range(15):
             await asyncio.sleep(0.2)

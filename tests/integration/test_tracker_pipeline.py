@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from services.tracker.main import TrackerProcess
 from shared import topics
 from shared.identity import Pseudonymiser
 from tests.integration.conftest import loop_state, open_alerts, send
+from tests.support.kafka import read_topic
 from tests.support.scans import four_scans, scan_body
 from tests.support.servers import Servers, random_id_number, unique
 from tests.support.waiting import eventually
@@ -70,25 +71,11 @@ async def test_a_fever_at_departure_holds_the_worker(
 
 
 async def _dead_letters(servers: Servers, marker: bytes) -> list[tuple[bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(
-        topics.REJECTED,
-        bootstrap_servers=servers.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        found = []
-        batches = await consumer.getmany(timeout_ms=2000, max_records=100_000)
-        while batches:
-            for messages in batches.values():
-                for message in messages:
-                    if marker in (message.value or b""):
-                        found.append((message.value, dict(message.headers)))
-            batches = await consumer.getmany(timeout_ms=500, max_records=100_000)
-        return found
-    finally:
-        await consumer.stop()
+    return [
+        (record.value, dict(record.headers))
+        for record in await read_topic(servers.kafka_bootstrap, topics.REJECTED)
+        if marker in (record.value or b"")
+    ]
 
 
 async def test_bad_input_goes_to_the_dead_letter_topic_and_the_stream_carries_on(
@@ -149,24 +136,9 @@ async def test_bad_input_goes_to_the_dead_letter_topic_and_the_stream_carries_on
 
 
 async def _topic_values(servers: Servers, topic: str) -> bytes:
-    """Every key and value on ``topic``, from the beginning (no consumer group)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=servers.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        chunks = []
-        batches = await consumer.getmany(timeout_ms=3000, max_records=100_000)
-        while batches:
-            for messages in batches.values():
-                chunks.extend((m.key or b"") + (m.value or b"") for m in messages)
-            batches = await consumer.getmany(timeout_ms=1000, max_records=100_000)
-        return b"\n".join(chunks)
-    finally:
-        await consumer.stop()
+    """Every key and value on ``topic``, joined."""
+    records = await read_topic(servers.kafka_bootstrap, topic)
+    return b"\n".join((r.key or b"") + (r.value or b"") for r in records)
 
 
 async def test_no_topic_past_validation_carries_the_plain_id_number(

@@ -44,6 +44,14 @@ class RosterOut(BaseModel):
     shortage: int
 
 
+class NamedRosterOut(RosterOut):
+    name: str | None
+
+
+class EnterprisesOut(BaseModel):
+    enterprises: list[NamedRosterOut]
+
+
 class TripOut(BaseModel):
     trip_id: str
     mode: str | None
@@ -52,6 +60,24 @@ class TripOut(BaseModel):
     arrived: int
     missing: list[str]
     not_on_manifest: list[str]
+
+
+class TripSummaryOut(BaseModel):
+    trip_id: str
+    mode: str | None
+    origin: str | None
+    destination: str | None
+    departs_at: str | None
+    eta: str | None
+    manifest: int
+    boarded: int
+    arrived: int
+    missing_count: int
+    not_on_manifest_count: int
+
+
+class TripsOut(BaseModel):
+    trips: list[TripSummaryOut]
 
 
 class AlertOut(BaseModel):
@@ -83,6 +109,12 @@ class AcknowledgeIn(BaseModel):
     note: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_note_text)]
 
 
+@router.get("/enterprises", response_model=EnterprisesOut)
+async def list_enterprises(context: ContextDep, _: Supervisor) -> Any:
+    """Every enterprise's roster, one table for all (supervisors' overview)."""
+    return {"enterprises": await context.supervision.rosters()}
+
+
 @router.get("/enterprises/{enterprise_id}/roster", response_model=RosterOut)
 async def get_roster(enterprise_id: str, context: ContextDep, principal: Reader) -> Any:
     """One enterprise's roster: expected, departed, in transit, arrived, on post, held, broken."""
@@ -95,6 +127,12 @@ async def get_roster(enterprise_id: str, context: ContextDep, principal: Reader)
     if roster is None:
         raise ApiError(404, "not_found", "no such enterprise")
     return roster
+
+
+@router.get("/trips", response_model=TripsOut)
+async def list_trips(context: ContextDep, _: Supervisor, with_missing_only: bool = False) -> Any:
+    """Every trip's counts, soonest ``eta`` first; optionally only those with workers missing."""
+    return {"trips": await context.supervision.trips(with_missing_only=with_missing_only)}
 
 
 @router.get("/trips/{trip_id}", response_model=TripOut)

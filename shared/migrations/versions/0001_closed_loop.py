@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from alembic import op
 
+from shared.db import sql_statements
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -114,9 +116,8 @@ SCHEMA = """
 
 
 def upgrade() -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    for statement in sql_statements(SCHEMA):
+        op.execute(statement)
 
 
 def downgrade() -> None:

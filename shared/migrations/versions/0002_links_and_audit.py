@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from alembic import op
 
+from shared.db import sql_statements
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -49,9 +51,8 @@ CREATE INDEX access_audit_at_idx ON access_audit (at)
 
 
 def upgrade() -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    for statement in sql_statements(SCHEMA):
+        op.execute(statement)
 
 
 def downgrade() -> None:

@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from alembic import op
 
+from shared.db import sql_statements
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -32,9 +34,8 @@ CREATE INDEX loop_state_checked_in_enterprise_idx ON loop_state (checked_in_ente
 
 
 def upgrade() -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    for statement in sql_statements(SCHEMA):
+        op.execute(statement)
 
 
 def downgrade() -> None:

@@ -1,0 +1,53 @@
+"""Consumer lag arithmetic and gauges refreshed from PostgreSQL."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from services.tracker.consumer import partition_lag
+from shared.metrics import Metrics, replace_gauge_values
+
+ACCEPTED_0 = TopicPartition("scans.accepted", 0)
+ACCEPTED_1 = TopicPartition("scans.accepted", 1)
+
+
+def samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], float]:
+    return {
+        tuple(sample.labels.values()): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_lag_is_the_distance_from_the_position_to_the_end_of_the_partition() -> None:
+    lag = partition_lag({ACCEPTED_0: 1500, ACCEPTED_1: 40}, {ACCEPTED_0: 1000, ACCEPTED_1: 40})
+    assert lag == {ACCEPTED_0: 500, ACCEPTED_1: 0}
+
+
+def test_partitions_whose_end_is_unknown_have_no_lag_yet() -> None:
+    assert partition_lag({ACCEPTED_0: None, ACCEPTED_1: 10}, {ACCEPTED_1: 4}) == {ACCEPTED_1: 6}
+
+
+def test_a_position_past_a_stale_end_is_no_lag_rather_than_negative() -> None:
+    assert partition_lag({ACCEPTED_0: 100}, {ACCEPTED_0: 120}) == {ACCEPTED_0: 0}
+
+
+def test_replacing_gauge_values_sets_the_new_and_drops_the_gone() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    replace_gauge_values(metrics.open_alerts, {("overdue_arrival",): 3, ("fever_at_departure",): 1})
+    replace_gauge_values(metrics.open_alerts, {("overdue_arrival",): 2, ("wrong_enterprise",): 1})
+    assert samples(registry, "returnloop_open_alerts") == {
+        ("overdue_arrival",): 2,
+        ("wrong_enterprise",): 1,
+    }
+
+
+def test_replacing_with_nothing_empties_the_gauge() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    replace_gauge_values(metrics.enterprise_workers, {("yinzhou-textile", "expected"): 40})
+    replace_gauge_values(metrics.enterprise_workers, {})
+    assert samples(registry, "returnloop_enterprise_workers") == {}
