@@ -48,6 +48,7 @@ async def feed_and_summarise(
         f"(with duplicates and out-of-order delivery)",
         flush=True,
     )
+    started = time.monotonic()
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as client:
         response = await client.post("/v1/manifests", json=wave.manifest)
         response.raise_for_status()
@@ -59,6 +60,7 @@ async def feed_and_summarise(
                 response.raise_for_status()
                 rejected += sum(r["status"] == "rejected" for r in response.json()["results"])
                 bar.update(len(chunk))
+    sent_after = time.monotonic() - started
     pseudonymiser = Pseudonymiser(worker_ref_key)
     refs = [pseudonymiser.worker_ref(id_number) for id_number in wave.id_numbers]
     unique_scans = len({scan["scan_id"] for scan in wave.scans})
@@ -92,6 +94,11 @@ async def feed_and_summarise(
         )
     finally:
         await pool.close()
+    settled_after = time.monotonic() - started
+    print(
+        f"sent {len(wave.scans)} scans in {sent_after:.1f} s; every one applied after "
+        f"{settled_after:.1f} s ({unique_scans / settled_after:,.0f} unique scans/s end to end)"
+    )
     seen = {row["status"]: row["n"] for row in rows}
     expected = wave.expected["status"]
     print(f"rejected at intake: {rejected}")
