@@ -320,7 +320,11 @@ class LoopUnitOfWork:
             )
 
     async def due_for_sweep(self, now: datetime, limit: int) -> dict[str, str]:
-        """Workers whose next deadline has passed, locked; others' locks are skipped."""
+        """Workers whose next deadline has passed, locked; others' locks are skipped.
+
+        The lock is on the workers row, as in every other writer, so a sweep and a
+        batch never wait on each other in opposite orders.
+        """
         rows = await self.connection.fetch(
             """
             SELECT w.worker_ref, w.id_masked FROM loop_state s
@@ -328,7 +332,7 @@ class LoopUnitOfWork:
             WHERE s.next_deadline <= $1
             ORDER BY s.next_deadline
             LIMIT $2
-            FOR UPDATE OF s SKIP LOCKED
+            FOR UPDATE OF w SKIP LOCKED
             """,
             now,
             limit,
@@ -463,6 +467,8 @@ class ReadsAndManifests:
                     [t["eta"] for t in trips],
                 )
             if workers:
+                # Key order, as the tracker locks: concurrent writers cannot deadlock.
+                workers = sorted(workers, key=lambda w: w["worker_ref"])
                 refs = [w["worker_ref"] for w in workers]
                 await connection.execute(
                     """
