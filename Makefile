@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city lint check-deploy format clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults lint check-deploy format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test-e2e: $(STAMP)
 
 test-city: $(STAMP)  ## the city-sized demo wave (29,400 workers) through the running system
 	$(BIN)/pytest tests/e2e/test_city_demo.py -m city
+
+test-browser: $(STAMP)  ## the web pages in headless Chromium (Debian's; deploy/browser/install.sh)
+	$(BIN)/pytest tests/browser -m browser
+
+test-faults: $(STAMP)  ## faults mid-stream (kills, broker and PostgreSQL restarts) vs the oracle; needs deploy/ci-services.sh up
+	$(BIN)/pytest tests/faults -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -117,6 +117,7 @@ const STATUS_LABELS = {
   queued: "待上传 queued",
   allow: "放行 allow",
   deny: "禁止 deny",
+  held: "未通过 not passed",
 };
 
 function remember(entry) {
@@ -128,8 +129,7 @@ function remember(entry) {
     h("li", { class: item.status, "data-scan-id": item.id },
       h("span", { class: "muted" }, item.time),
       h("span", { class: "status" }, STATUS_LABELS[item.status]),
-      h("span", {}, item.what),
-      h("span", { class: "muted" }, item.reason ?? ""))));
+      h("span", {}, item.what, item.reason ? h("div", { class: "muted" }, item.reason) : null))));
 }
 
 function clock() {
@@ -169,9 +169,11 @@ async function flush() {
     const sent = new Set(batch.map((scan) => scan.scan_id));
     saveQueue(queue().filter((scan) => !sent.has(scan.scan_id)));
     let accepted = 0;
+    const problems = [];
     answer.results.forEach((entry, index) => {
       const scan = batch[index];
       if (entry.status === "accepted") accepted += 1;
+      else problems.push([maskId(scan.id_number), scanReason(entry).filter(Boolean).join(" · ")]);
       remember({
         id: scan.scan_id,
         time: clock(),
@@ -180,9 +182,17 @@ async function flush() {
         reason: entry.status === "rejected" ? scanReason(entry).filter(Boolean).join(" · ") : null,
       });
     });
-    $("sync").textContent =
+    const summary =
       `${clock()} 已上传 ${batch.length} 条：通过 ${accepted}，拒绝 ${batch.length - accepted}` +
       ` · Sent ${batch.length} queued scans: ${accepted} accepted, ${batch.length - accepted} rejected`;
+    $("sync").textContent = summary;
+    // The banner still says "queued": say what became of the queue instead.
+    if (result.dataset.state === "queued") {
+      banner(problems.length ? "bad" : "ok", "sent", "已上传 SENT", "queue sent", {
+        reasons: problems,
+        note: summary.slice(summary.indexOf(" ") + 1),
+      });
+    }
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) signedOut(error);
     else if (error instanceof ApiError) $("sync").textContent = `上传失败 Sending failed: ${error.message}`;
@@ -299,6 +309,7 @@ async function followUp(serial, scan) {
     if (checkpoint.passed === false) {
       const reasons = view.alerts.filter((a) => a.open).map((a) => [ALERT_LABELS[a.kind] ?? "", a.kind]);
       const held = view.status === "held";
+      remember({ id: scan.scan_id, status: "held", reason: reasons.map(([zh, en]) => `${zh} ${en}`).join("; ") });
       banner("bad", "held", held ? "扣留 HELD" : "未通过 NOT CLEARED", "recorded, check not passed", {
         who: describe(scan), reasons, loop,
       });
