@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults lint check-deploy format clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint check-deploy format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e -m 'e2e and not city'
+
+test-fuzz: $(STAMP)  ## schemathesis against the running API's OpenAPI schema (bounded examples)
+	$(BIN)/pytest tests/e2e/test_fuzz.py -m fuzz
 
 test-city: $(STAMP)  ## the city-sized demo wave (29,400 workers) through the running system
 	$(BIN)/pytest tests/e2e/test_city_demo.py -m city

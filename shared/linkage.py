@@ -61,7 +61,14 @@ class LinkStore:
                 pass
         return keys
 
-    async def link(self, worker_ref: str, id_masked: str, keys: list[CodeKey], actor: str) -> bool:
+    async def link(
+        self,
+        worker_ref: str,
+        id_masked: str,
+        keys: list[CodeKey],
+        actor: str,
+        id_number_encrypted: str | None = None,
+    ) -> bool:
         """Bind the codes to the worker; True if anything new was bound, False if all existed.
 
         Raises LinkConflict, changing nothing, when a code is bound to another worker
@@ -69,10 +76,14 @@ class LinkStore:
         """
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
-                "INSERT INTO workers (worker_ref, id_masked) VALUES ($1, $2) "
-                "ON CONFLICT (worker_ref) DO NOTHING",
+                "INSERT INTO workers (worker_ref, id_masked, id_number_encrypted) "
+                "VALUES ($1, $2, $3) ON CONFLICT (worker_ref) DO UPDATE SET "
+                "id_number_encrypted = EXCLUDED.id_number_encrypted "
+                "WHERE workers.id_number_encrypted IS NULL "
+                "AND EXCLUDED.id_number_encrypted IS NOT NULL",
                 worker_ref,
                 id_masked,
+                id_number_encrypted,
             )
             await connection.execute(
                 "SELECT 1 FROM workers WHERE worker_ref = $1 FOR UPDATE", worker_ref

@@ -8,7 +8,7 @@ decided states and alerts). Reads for the API are plain methods on the store.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -368,6 +368,7 @@ class TokenRecord:
     role: str
     enterprise_id: str | None
     expires_at: datetime | None
+    token_id: str
 
 
 def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[str, Any]:
@@ -472,18 +473,23 @@ class ReadsAndManifests:
                 refs = [w["worker_ref"] for w in workers]
                 await connection.execute(
                     """
-                    INSERT INTO workers (worker_ref, id_masked, name, enterprise_id, trip_id)
+                    INSERT INTO workers (worker_ref, id_masked, name, enterprise_id, trip_id,
+                        id_number_encrypted)
                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                        $5::text[])
+                        $5::text[], $6::text[])
                     ON CONFLICT (worker_ref) DO UPDATE SET id_masked = EXCLUDED.id_masked,
                         name = EXCLUDED.name, enterprise_id = EXCLUDED.enterprise_id,
-                        trip_id = EXCLUDED.trip_id, updated_at = now()
+                        trip_id = EXCLUDED.trip_id,
+                        id_number_encrypted = coalesce(
+                            EXCLUDED.id_number_encrypted, workers.id_number_encrypted),
+                        updated_at = now()
                     """,
                     refs,
                     [w["id_masked"] for w in workers],
                     [w["name"] for w in workers],
                     [w["enterprise_id"] for w in workers],
                     [w["trip_id"] for w in workers],
+                    [w.get("id_number_encrypted") for w in workers],
                 )
                 await connection.execute(
                     "UPDATE loop_state SET next_deadline = now() WHERE worker_ref = ANY($1::text[])",
@@ -541,26 +547,75 @@ class ReadsAndManifests:
             (row["enterprise_id"], state, row[state]) for row in rows for state in ROSTER_STATES
         ]
 
+    async def encrypted_id_number(self, worker_ref: str) -> tuple[bool, str | None]:
+        """Whether the worker is known, and their encrypted ID number if one is kept."""
+        row = await self.pool.fetchrow(
+            "SELECT id_number_encrypted FROM workers WHERE worker_ref = $1", worker_ref
+        )
+        return (row is not None, row["id_number_encrypted"] if row else None)
+
+    async def rotate_encrypted_id_numbers(
+        self, rotate: Callable[[str], str], *, batch_size: int = 1000
+    ) -> int:
+        """Re-encrypt every kept ID number with ``rotate``, a batch per transaction."""
+        done, after = 0, ""
+        while True:
+            async with self.pool.acquire() as connection, connection.transaction():
+                rows = await connection.fetch(
+                    "SELECT worker_ref, id_number_encrypted FROM workers "
+                    "WHERE worker_ref > $1 AND id_number_encrypted IS NOT NULL "
+                    "ORDER BY worker_ref LIMIT $2 FOR UPDATE",
+                    after,
+                    batch_size,
+                )
+                if not rows:
+                    return done
+                await connection.execute(
+                    "UPDATE workers w SET id_number_encrypted = t.c "
+                    "FROM unnest($1::text[], $2::text[]) AS t(r, c) WHERE w.worker_ref = t.r",
+                    [row["worker_ref"] for row in rows],
+                    [rotate(row["id_number_encrypted"]) for row in rows],
+                )
+            done += len(rows)
+            after = rows[-1]["worker_ref"]
+
     async def save_token(
-        self, token_hash: str, role: str, enterprise_id: str | None, expires_at: datetime | None
+        self,
+        token_id: str,
+        token_hash: str,
+        role: str,
+        enterprise_id: str | None,
+        expires_at: datetime | None,
     ) -> None:
         await self.pool.execute(
-            "INSERT INTO api_tokens (token_hash, role, enterprise_id, expires_at) "
-            "VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_tokens (token_id, token_hash, role, enterprise_id, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            token_id,
             token_hash,
             role,
             enterprise_id,
             expires_at,
         )
 
+    async def revoke_token(self, token_id: str) -> datetime | None:
+        """Revoke a token by its id; when it was revoked (now or before), None if unknown."""
+        revoked_at: datetime | None = await self.pool.fetchval(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) "
+            "WHERE token_id = $1 RETURNING revoked_at",
+            token_id,
+        )
+        return revoked_at
+
     async def find_token(self, token_hash: str, now: datetime) -> TokenRecord | None:
         row = await self.pool.fetchrow(
             """
-            SELECT role, enterprise_id, expires_at FROM api_tokens
+            SELECT token_id, role, enterprise_id, expires_at FROM api_tokens
             WHERE token_hash = $1 AND revoked_at IS NULL
               AND (expires_at IS NULL OR expires_at > $2)
             """,
             token_hash,
             now,
         )
-        return TokenRecord(row["role"], row["enterprise_id"], row["expires_at"]) if row else None
+        if row is None:
+            return None
+        return TokenRecord(row["role"], row["enterprise_id"], row["expires_at"], row["token_id"])

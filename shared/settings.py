@@ -46,8 +46,24 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # API limits: requests per minute per issued token (0: no limit; the bootstrap
+    # admin token is not limited) with a burst of ``rate_limit_burst`` (default: one
+    # minute's worth), and the largest request body.
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    # Fernet keys (comma-separated, the first encrypts, all decrypt: rotation) that
+    # encrypt full ID numbers for audited admin recovery. Unset: none is kept.
+    id_encryption_keys: SecretStr | None = None
+
     @field_validator(
-        "admin_token", "worker_ref_key", "kafka_bootstrap", "database_url", mode="before"
+        "admin_token",
+        "worker_ref_key",
+        "kafka_bootstrap",
+        "database_url",
+        "id_encryption_keys",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

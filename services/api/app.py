@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from services.api.auth import TokenAuthority
 from services.api.deps import ApiContext
-from services.api.errors import install_error_handlers
+from services.api.errors import ERROR_RESPONSES, install_error_handlers
+from services.api.limits import BodySizeLimit, RateLimiter
 from services.api.routes import (
     gate,
     health,
@@ -28,6 +29,7 @@ from services.api.routes import (
 )
 from services.tracker.publisher import KafkaPublisher
 from shared.domain.model import Rules
+from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
 from shared.linkage import LinkStore
 from shared.metrics import Metrics, replace_gauge_values
@@ -64,6 +66,7 @@ async def _refresh_gauges(context: ApiContext) -> None:
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
     """The API application; adapters are built in its lifespan from ``settings``."""
     registry = registry or CollectorRegistry()
+    id_cipher = IdNumberCipher.from_settings(settings)  # a bad key fails here, at start
     metrics = Metrics(registry)
     latency = Histogram(
         "returnloop_api_request_seconds",
@@ -90,6 +93,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             metrics=metrics,
             rules=Rules(fever_threshold_c=settings.fever_threshold_c),
             supervision=SupervisorReads(pool),
+            rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            id_cipher=id_cipher,
         )
         app.state.context = context
         refresher = asyncio.create_task(_refresh_gauges(context))
@@ -121,7 +126,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         )
         return response
 
-    v1 = APIRouter(prefix="/v1")
+    # Outermost of the app's own middleware: a huge body is refused before anything reads it.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
     for module in (scans, manifests, workers, tokens, links, gate, supervision):
         v1.include_router(module.router)
     app.include_router(v1)

@@ -51,8 +51,20 @@ class Principal:
         return self.role is Role.GATE and enterprise_id == self.enterprise_id
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    token_id: str
+    expires_at: datetime | None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# The operator's own token from RETURNLOOP_ADMIN_TOKEN (it feeds demo waves and
+# bulk manifests); issued tokens are the ones rate-limited.
+BOOTSTRAP_ACTOR = "admin:bootstrap-token"
 
 
 class TokenAuthority:
@@ -67,7 +79,7 @@ class TokenAuthority:
             raise ApiError(401, "unauthorized", "a bearer token is required")
         token = authorization[7:].strip()
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
-            return Principal(Role.ADMIN, actor="admin:bootstrap-token")
+            return Principal(Role.ADMIN, actor=BOOTSTRAP_ACTOR)
         token_hash = hash_token(token)
         record = await self.store.find_token(token_hash, datetime.now(UTC))
         if record is None:
@@ -77,12 +89,20 @@ class TokenAuthority:
 
     async def issue(
         self, role: Role, enterprise_id: str | None, expires_in_hours: float | None
-    ) -> tuple[str, datetime | None]:
+    ) -> IssuedToken:
         token = "rl_" + secrets.token_urlsafe(32)
+        # The token's public name, for listing and revoking; it reveals nothing of the token.
+        token_id = "tok_" + secrets.token_hex(8)
         expires_at = (
             datetime.now(UTC) + timedelta(hours=expires_in_hours)
             if expires_in_hours is not None
             else None
         )
-        await self.store.save_token(hash_token(token), role.value, enterprise_id, expires_at)
-        return token, expires_at
+        await self.store.save_token(
+            token_id, hash_token(token), role.value, enterprise_id, expires_at
+        )
+        return IssuedToken(token, token_id, expires_at)
+
+    async def revoke(self, token_id: str) -> datetime | None:
+        """Revoke an issued token (at once: every request checks); None if no such token."""
+        return await self.store.revoke_token(token_id)

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
-from services.api.auth import Principal, Role, TokenAuthority
+from services.api.auth import BOOTSTRAP_ACTOR, Principal, Role, TokenAuthority
 from services.api.errors import ApiError
+from services.api.limits import RateLimiter
 from services.tracker.publisher import KafkaPublisher
 from shared.domain.model import Rules
+from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
 from shared.linkage import LinkStore
 from shared.metrics import Metrics
@@ -31,6 +33,9 @@ class ApiContext:
     rules: Rules
     links: LinkStore
     supervision: SupervisorReads
+    rate_limiter: RateLimiter
+    # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.
+    id_cipher: IdNumberCipher | None = None
 
 
 def get_context(request: Request) -> ApiContext:
@@ -44,7 +49,10 @@ ContextDep = Annotated[ApiContext, Depends(get_context)]
 async def get_principal(
     context: ContextDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    return await context.authority.authenticate(authorization)
+    principal = await context.authority.authenticate(authorization)
+    if principal.actor != BOOTSTRAP_ACTOR:
+        context.rate_limiter.check(principal.actor)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from services.cli.dlq import dlq_cli
 from shared.logging import configure_logging
 from shared.settings import Settings, SettingsError
 
@@ -18,6 +19,7 @@ cli = typer.Typer(
     help="returnloop: closed-loop tracking of workers' return-to-work journeys.",
 )
 logger = logging.getLogger("returnloop")
+cli.add_typer(dlq_cli, name="dlq")
 
 
 def _settings() -> Settings:
@@ -150,6 +152,41 @@ def topics() -> None:
         input_retention_hours=settings.input_retention_hours,
     )
     typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'none needed'}")
+
+
+@cli.command("rotate-id-key")
+def rotate_id_key() -> None:
+    """Re-encrypt every kept ID number with the first key of RETURNLOOP_ID_ENCRYPTION_KEYS."""
+    from shared.id_encryption import IdNumberCipher, IdNumberUnreadable
+    from shared.postgres import ReadsAndManifests, create_pool
+
+    settings = _settings()
+    database_url = settings.database_url
+    if not database_url:
+        typer.echo("returnloop: set RETURNLOOP_DATABASE_URL", err=True)
+        raise typer.Exit(2)
+    try:
+        cipher = IdNumberCipher.from_settings(settings)
+    except SettingsError as error:
+        typer.echo(f"returnloop: {error}", err=True)
+        raise typer.Exit(2) from None
+    if cipher is None:
+        typer.echo("returnloop: RETURNLOOP_ID_ENCRYPTION_KEYS is not set", err=True)
+        raise typer.Exit(2)
+
+    async def rotate() -> int:
+        pool = await create_pool(database_url, max_size=2)
+        try:
+            return await ReadsAndManifests(pool).rotate_encrypted_id_numbers(cipher.rotate)
+        finally:
+            await pool.close()
+
+    try:
+        count = asyncio.run(rotate())
+    except IdNumberUnreadable as error:
+        typer.echo(f"returnloop: {error}; list the old key after the new one", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"re-encrypted {count} ID number(s) with the current key")
 
 
 def main() -> None:

@@ -266,11 +266,64 @@ async def test_an_admin_issues_a_role_token(admin: httpx.AsyncClient) -> None:
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"token", "role", "enterprise_id", "expires_at"}
+    assert set(body) == {"token", "token_id", "role", "enterprise_id", "expires_at"}
     assert body["role"] == "gate"
     assert body["enterprise_id"] == enterprise_id
     assert isinstance(body["token"], str) and body["token"]
+    assert body["token_id"] not in body["token"]  # a name for the token, not part of it
     assert datetime.fromisoformat(body["expires_at"]) > datetime.now(UTC)
+
+
+async def test_a_revoked_token_is_unauthorized_from_then_on(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    issued = (await admin.post("/v1/tokens", json={"role": "supervisor"})).json()
+    headers = bearer(issued["token"])
+    assert (await anonymous.get("/v1/alerts", headers=headers)).status_code == 200
+
+    revoked = await admin.delete(f"/v1/tokens/{issued['token_id']}")
+
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["token_id"] == issued["token_id"]
+    refused = await anonymous.get("/v1/alerts", headers=headers)
+    assert refused.status_code == 401
+    assert_error_body(refused)
+    again = await admin.delete(f"/v1/tokens/{issued['token_id']}")
+    assert again.status_code == 200  # revoking twice is harmless and keeps the first time
+    assert again.json()["revoked_at"] == revoked.json()["revoked_at"]
+
+
+async def test_revoking_an_unknown_token_is_not_found(admin: httpx.AsyncClient) -> None:
+    for token_id in ("tok_0123456789abcdef", "not-a-token-id", "rl_" + "x" * 40):
+        response = await admin.delete(f"/v1/tokens/{token_id}")
+
+        assert response.status_code == 404, token_id
+        assert_error_body(response)
+
+
+async def test_revocations_are_in_the_audit_log(admin: httpx.AsyncClient) -> None:
+    token_id = (await admin.post("/v1/tokens", json={"role": "recruiter"})).json()["token_id"]
+
+    await admin.delete(f"/v1/tokens/{token_id}")
+
+    entries = await eventually(
+        lambda: _all_audit_entries(admin),
+        lambda entries: any(e["detail"] == token_id for e in entries),
+        what="the revocation in the audit log",
+    )
+    entry = next(e for e in entries if e["detail"] == token_id)
+    assert entry["action"] == "revoke_token" and entry["role"] == "admin"
+
+
+async def _all_audit_entries(admin: httpx.AsyncClient) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = (await admin.get("/v1/audit", params={"after": after, "limit": 500})).json()
+        entries.extend(page["entries"])
+        if page["next_after"] is None:
+            return entries
+        after = page["next_after"]
 
 
 async def test_a_gate_token_needs_an_enterprise(admin: httpx.AsyncClient) -> None:

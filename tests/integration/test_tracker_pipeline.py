@@ -111,10 +111,12 @@ async def test_bad_input_goes_to_the_dead_letter_topic_and_the_stream_carries_on
             "unknown_kind",
         ),
     ]
+    # One key: the bad-checksum scan sits on the same partition, ahead of the good one.
+    key = unique("scanner").encode()
     for topic, raw, _ in poison:
-        await send(producer, topic, raw)
+        await send(producer, topic, raw, key=key)
     good = scan_body("departure_check", id_number, hours=0)
-    await send(producer, topics.INPUT_TOPICS["departure_check"], good)
+    await send(producer, topics.INPUT_TOPICS["departure_check"], good, key=key)
 
     ref = pseudonymiser.worker_ref(id_number)
     await eventually(
@@ -133,6 +135,14 @@ async def test_bad_input_goes_to_the_dead_letter_topic_and_the_stream_carries_on
         assert headers["reason"].decode() == reason
         assert headers["source_topic"].decode() == topic
         assert int(headers["source_offset"]) >= 0
+    good_on = [
+        record.partition
+        for record in await read_topic(
+            servers.kafka_bootstrap, topics.INPUT_TOPICS["departure_check"]
+        )
+        if good["scan_id"].encode() in (record.value or b"")
+    ]
+    assert good_on == [int(by_value[poison[1][1]]["source_partition"])]
 
 
 async def _topic_values(servers: Servers, topic: str) -> bytes:

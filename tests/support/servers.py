@@ -21,6 +21,8 @@ from shared.kafka_admin import ensure_topics
 
 TEST_WORKER_REF_KEY = "integration-tests-worker-ref-key-0123456789"
 TEST_ADMIN_TOKEN = "integration-tests-admin-token-0123456789"
+# A Fernet key for the ID numbers kept, encrypted, for audited admin recovery.
+TEST_ID_ENCRYPTION_KEYS = "vJ-TAlFDnt0MdZSs-qNmalP-u7TC6ZBgg37fVkATr14="
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def server_env(servers: Servers, **extra: str) -> dict[str, str]:
             "RETURNLOOP_WORKER_REF_KEY", TEST_WORKER_REF_KEY
         ),
         "RETURNLOOP_ADMIN_TOKEN": os.environ.get("RETURNLOOP_ADMIN_TOKEN", TEST_ADMIN_TOKEN),
+        "RETURNLOOP_ID_ENCRYPTION_KEYS": os.environ.get(
+            "RETURNLOOP_ID_ENCRYPTION_KEYS", TEST_ID_ENCRYPTION_KEYS
+        ),
         **extra,
     }
 

@@ -64,7 +64,11 @@ async def link(
     worker_ref = context.pseudonymiser.worker_ref(id_number)
     try:
         created = await context.links.link(
-            worker_ref, mask_id_number(id_number), keys, principal.actor
+            worker_ref,
+            mask_id_number(id_number),
+            keys,
+            principal.actor,
+            context.id_cipher.encrypt(id_number) if context.id_cipher else None,
         )
     except LinkConflict as conflict:
         raise ApiError(409, "conflict", str(conflict)) from None

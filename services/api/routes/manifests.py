@@ -79,6 +79,9 @@ async def post_manifests(
                 "name": worker.name,
                 "enterprise_id": worker.enterprise_id,
                 "trip_id": worker.trip_id,
+                "id_number_encrypted": context.id_cipher.encrypt(id_number)
+                if context.id_cipher
+                else None,
             }
         )
     await context.store.upsert_manifest(

@@ -12,13 +12,30 @@ from pydantic import BaseModel
 from services.api.deps import ContextDep, PrincipalDep
 from services.api.errors import ApiError
 from shared import topics
-from shared.contract import Rejected, decode_json, parse_scan
+from shared.contract import Rejected, ScanIn, decode_json, parse_scan
 from shared.messages import DeadLetter
 
 router = APIRouter(tags=["scans"])
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+# The body is parsed by hand (one result per item, even for items that are not scans);
+# the schema still tells clients, and the API fuzzing, what a scan and a batch look like.
+_SCAN = ScanIn.model_json_schema()
+_BATCH = {
+    "title": "ScanBatch",
+    "type": "object",
+    "properties": {"scans": {"type": "array", "items": _SCAN, "maxItems": MAX_BATCH}},
+    "required": ["scans"],
+}
+SCANS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"anyOf": [_SCAN, _BATCH]}}},
+    }
+}
 
 
 class ScanResult(BaseModel):
@@ -42,7 +59,7 @@ def _items(body: Any) -> list[Any]:
     raise ApiError(422, "invalid_request", 'the body must be a scan or {"scans": [...]}')
 
 
-@router.post("/scans", status_code=202, response_model=ScanResults)
+@router.post("/scans", status_code=202, response_model=ScanResults, openapi_extra=SCANS_BODY)
 async def post_scans(request: Request, context: ContextDep, principal: PrincipalDep) -> Any:
     """Accept one scan or a batch (≤ 1000); one result per item, in order."""
     raw = await request.body()

@@ -1,7 +1,8 @@
-"""Role tokens, issued by an admin."""
+"""Role tokens, issued and revoked by an admin."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -9,9 +10,13 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
+from services.api.errors import ApiError
 from shared.contract import printable
 
 router = APIRouter(tags=["tokens"])
+
+TOKEN_ID = re.compile(r"tok_[0-9a-f]{16}")
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
 class TokenIn(BaseModel):
@@ -28,17 +33,43 @@ class TokenIn(BaseModel):
         return self
 
 
-@router.post("/tokens", status_code=201)
-async def issue_token(
-    body: TokenIn, context: ContextDep, _: Annotated[Principal, Depends(require(Role.ADMIN))]
-) -> dict[str, Any]:
+class TokenOut(BaseModel):
+    token: str
+    token_id: str
+    role: Role
+    enterprise_id: str | None
+    expires_at: str | None
+
+
+class RevokedOut(BaseModel):
+    token_id: str
+    revoked_at: str
+
+
+@router.post("/tokens", status_code=201, response_model=TokenOut)
+async def issue_token(body: TokenIn, context: ContextDep, _: Admin) -> Any:
     """Issue a token for a role (a gate token is bound to one enterprise)."""
-    token, expires_at = await context.authority.issue(
-        body.role, body.enterprise_id, body.expires_in_hours
-    )
+    issued = await context.authority.issue(body.role, body.enterprise_id, body.expires_in_hours)
     return {
-        "token": token,
+        "token": issued.token,
+        "token_id": issued.token_id,
         "role": body.role.value,
         "enterprise_id": body.enterprise_id,
-        "expires_at": expires_at.isoformat() if expires_at else None,
+        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
     }
+
+
+@router.delete("/tokens/{token_id}", response_model=RevokedOut)
+async def revoke_token(token_id: str, context: ContextDep, principal: Admin) -> Any:
+    """Revoke an issued token by its ``token_id``; it is refused (401) from then on."""
+    revoked_at = await context.authority.revoke(token_id) if TOKEN_ID.fullmatch(token_id) else None
+    if revoked_at is None:
+        raise ApiError(404, "not_found", "no such token")
+    await context.links.audit(
+        actor=principal.actor,
+        role=principal.role,
+        action="revoke_token",
+        worker_ref=None,
+        detail=token_id,
+    )
+    return {"token_id": token_id, "revoked_at": revoked_at.isoformat()}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends
+from pydantic import AfterValidator, BaseModel, Field
 
 from services.api.auth import Principal, Role
-from services.api.deps import ContextDep, PrincipalDep
+from services.api.deps import ContextDep, PrincipalDep, require
 from services.api.errors import ApiError
+from shared.contract import printable
+from shared.id_encryption import IdNumberUnreadable
 from shared.identity import InvalidIdNumber, normalise_id_number
 
 router = APIRouter(tags=["workers"])
@@ -58,3 +60,47 @@ async def get_worker(
     if not WORKER_REF.fullmatch(worker_ref):
         raise ApiError(404, "not_found", "no such worker")
     return await _view_for(context, principal, worker_ref)
+
+
+class RevealIn(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable)]
+
+
+class RevealOut(BaseModel):
+    worker_ref: str
+    id_number: str
+
+
+@router.post("/workers/{worker_ref}/reveal", response_model=RevealOut)
+async def reveal_id_number(
+    worker_ref: str,
+    body: RevealIn,
+    context: ContextDep,
+    principal: Annotated[Principal, Depends(require(Role.ADMIN))],
+) -> Any:
+    """The worker's full ID number, for an admin who must recover it; every call is audited."""
+    known, ciphertext = (
+        await context.store.encrypted_id_number(worker_ref)
+        if WORKER_REF.fullmatch(worker_ref)
+        else (False, None)
+    )
+    if not known:
+        raise ApiError(404, "not_found", "no such worker")
+    if context.id_cipher is None:
+        raise ApiError(
+            409, "not_recoverable", "no ID-number encryption key is configured on this API"
+        )
+    if ciphertext is None:
+        raise ApiError(409, "not_recoverable", "no encrypted ID number is kept for this worker")
+    try:
+        id_number = context.id_cipher.decrypt(ciphertext)
+    except IdNumberUnreadable as problem:
+        raise ApiError(409, "not_recoverable", str(problem)) from None
+    await context.links.audit(
+        actor=principal.actor,
+        role=principal.role,
+        action="reveal_id_number",
+        worker_ref=worker_ref,
+        detail=body.reason,
+    )
+    return {"worker_ref": worker_ref, "id_number": id_number}
