@@ -87,14 +87,24 @@ def _ts(moment: datetime) -> str:
     return moment.astimezone(_CST).isoformat()
 
 
-def build_wave(size: str, *, now: datetime, seed: int = 2020, rules: Rules | None = None) -> Wave:
-    """A wave of ``size`` (small or city) whose events lie in the hours before ``now``."""
-    shape = SHAPES[size]
+def build_wave(
+    size: str,
+    *,
+    now: datetime,
+    seed: int = 2020,
+    rules: Rules | None = None,
+    shape: WaveShape | None = None,
+) -> Wave:
+    """A wave of ``size`` (small or city) whose events lie in the hours before ``now``.
+
+    ``shape`` overrides the size's numbers (the benchmark's waves of any size).
+    """
+    shape = shape or SHAPES[size]
     rng = random.Random(seed)
     run = rng.randrange(16**6)
     enterprises = [
         {
-            "enterprise_id": f"E{index:04d}",
+            "enterprise_id": f"E{run % 10000:04d}-{index:03d}",
             "name": f"{rng.choice(DISTRICTS)}{rng.choice(TRADES)}第{index}厂",
             "shortage": rng.randrange(5, 120),
         }
