@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint check-deploy format clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint check-deploy format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test-browser: $(STAMP)  ## the web pages in headless Chromium (Debian's; deploy/
 
 test-faults: $(STAMP)  ## faults mid-stream (kills, broker and PostgreSQL restarts) vs the oracle; needs deploy/ci-services.sh up
 	$(BIN)/pytest tests/faults -m faults
+
+BENCH_WORKERS ?= 100000
+bench: $(STAMP)  ## throughput, latency, limits and baselines in one run (docs/PERFORMANCE.md); not a test
+	$(BIN)/python -m services.cli.bench --workers $(BENCH_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -359,6 +359,28 @@ class PostgresStore:
         async with self.pool.acquire() as connection, connection.transaction():
             yield LoopUnitOfWork(connection)
 
+    async def workers_after(self, after: str, limit: int) -> dict[str, str]:
+        """The next ``limit`` workers after ``after`` (worker_ref order) with anything to decide:
+        applied scans, colour updates or a stored state (worker_ref -> id_masked)."""
+        rows = await self.pool.fetch(
+            """
+            SELECT w.worker_ref, w.id_masked FROM workers w
+            WHERE w.worker_ref > $1 AND (
+                EXISTS (SELECT 1 FROM applied_scans a WHERE a.worker_ref = w.worker_ref)
+                OR EXISTS (SELECT 1 FROM health_code_updates h WHERE h.worker_ref = w.worker_ref)
+                OR EXISTS (SELECT 1 FROM loop_state s WHERE s.worker_ref = w.worker_ref))
+            ORDER BY w.worker_ref
+            LIMIT $2
+            """,
+            after,
+            limit,
+        )
+        return {row["worker_ref"]: row["id_masked"] for row in rows}
+
+    async def applied_scan_count(self) -> int:
+        count: int = await self.pool.fetchval("SELECT count(*) FROM applied_scans")
+        return count
+
     async def ping(self) -> bool:
         return bool(await self.pool.fetchval("SELECT 1"))
 

@@ -154,6 +154,31 @@ def topics() -> None:
     typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'none needed'}")
 
 
+@cli.command()
+def rebuild(
+    chunk_size: Annotated[int, typer.Option(help="workers per transaction", min=1)] = 1000,
+    jobs: Annotated[int, typer.Option(help="transactions in flight at once", min=1)] = 2,
+) -> None:
+    """Recompute every worker's loop state and alerts from the applied-scan log."""
+    from services.cli.rebuild import rebuild_database
+    from services.tracker.main import rules_from
+
+    settings = _settings()
+    database_url = settings.database_url
+    if not database_url:
+        typer.echo("returnloop: set RETURNLOOP_DATABASE_URL", err=True)
+        raise typer.Exit(2)
+    configure_logging("rebuild", settings.log_level)
+    report = asyncio.run(
+        rebuild_database(database_url, rules=rules_from(settings), chunk_size=chunk_size, jobs=jobs)
+    )
+    typer.echo(
+        f"rebuilt {report.workers} worker(s) from {report.scans} scan(s) in "
+        f"{report.seconds:.1f} s ({report.scans_per_second:,.0f} scans/s); "
+        f"{report.corrected} state(s) changed"
+    )
+
+
 @cli.command("rotate-id-key")
 def rotate_id_key() -> None:
     """Re-encrypt every kept ID number with the first key of RETURNLOOP_ID_ENCRYPTION_KEYS."""

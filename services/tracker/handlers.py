@@ -98,6 +98,19 @@ async def apply_health_updates(
         return await _redecide(uow, assignments, touched, rules=rules, now=now)
 
 
+async def redecide_workers(
+    store: PostgresStore, workers: dict[str, str], *, rules: model.Rules, now: datetime
+) -> list[WorkerTransition]:
+    """Re-decide these workers (worker_ref -> id_masked) from their stored history.
+
+    ``returnloop rebuild`` uses it: the workers' rows are locked as a batch locks
+    them, so it is safe next to a running tracker.
+    """
+    async with store.transaction() as uow:
+        assignments = await uow.lock_workers(workers)
+        return await _redecide(uow, assignments, workers, rules=rules, now=now)
+
+
 async def sweep_overdue(
     store: PostgresStore, *, rules: model.Rules, now: datetime, limit: int = 1000
 ) -> list[WorkerTransition]:

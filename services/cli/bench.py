@@ -1,0 +1,1090 @@
+"""``make bench``: the tracker's throughput and latency next to their limits and baselines.
+
+One run, side by side (issue #6):
+
+- tracker end to end: a wave of N workers' scans (duplicates, out-of-order
+  delivery) pre-produced to the input topics, then ``returnloop tracker`` (the
+  Faust worker) started; scans/s until PostgreSQL holds every scan; the
+  tracker's process-tree peak RSS;
+- scan-to-state latency p50/p99 at a steady offered rate (default 2,000 scans/s);
+- limits: plain aiokafka consume + orjson decode of the same input topics, and
+  asyncpg COPY of the same rows into an UNLOGGED and a logged table;
+- baselines: a Faust agent that only counts, a Faust agent awaiting one
+  transaction per scan (``services.cli.bench_faust``);
+- ``returnloop rebuild``'s rate over the same log;
+- API: ``POST /v1/workers/lookup`` and ``POST /v1/scans`` p50/p99 at fixed request
+  rates (an open-loop asyncio load generator), and batch intake (1,000-scan bodies).
+
+Embedded servers by default (fresh ones in a temporary directory); with
+RETURNLOOP_KAFKA_BOOTSTRAP / RETURNLOOP_DATABASE_URL it uses those, which
+should be empty (it writes a few hundred thousand rows and messages).
+Prints one table and writes it, with versions and the machine, as JSON.
+
+    python -m services.cli.bench --workers 100000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import orjson
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from tqdm import tqdm
+
+from services.cli.demo import Wave, WaveShape, build_wave
+from services.cli.rebuild import rebuild_database
+from shared import topics
+from shared.db import migrate
+from shared.domain.model import Rules
+from shared.identity import Pseudonymiser, mask_id_number
+from shared.kafka_admin import ensure_topics
+from shared.postgres import ReadsAndManifests, create_pool
+
+BENCH_WORKER_REF_KEY = "returnloop-bench-worker-ref-key-0123456789"
+BENCH_ADMIN_TOKEN = "returnloop-bench-admin-token-0123456789"
+FAUST_DATABASE = "returnloop_bench_faust"
+
+
+@dataclass
+class Results:
+    """Every measured figure (name -> value) plus what the run needs to be read."""
+
+    figures: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def set(self, name: str, value: float) -> None:
+        self.figures[name] = value
+
+
+# figure label, key, unit, baseline key, target (op, value); ratio = value / baseline
+TABLE: list[tuple[str, str, str, str | None, tuple[str, float] | None]] = [
+    (
+        "tracker end to end (from process start)",
+        "tracker_e2e",
+        "scans/s",
+        "consume_limit",
+        (">=", 20_000),
+    ),
+    (
+        "tracker end to end (first to last scan applied)",
+        "tracker_steady",
+        "scans/s",
+        "copy_logged",
+        (">=", 20_000),
+    ),
+    (
+        "  vs. Faust agent, one transaction per scan",
+        "tracker_steady",
+        "scans/s",
+        "faust_transaction",
+        None,
+    ),
+    ("limit: aiokafka consume + orjson decode", "consume_limit", "msgs/s", None, None),
+    ("limit: COPY into an UNLOGGED table", "copy_unlogged", "rows/s", None, None),
+    ("limit: COPY into a logged table", "copy_logged", "rows/s", None, None),
+    ("baseline: Faust agent doing nothing", "faust_noop", "msgs/s", "tracker_steady", None),
+    (
+        "baseline: Faust agent, one transaction per scan",
+        "faust_transaction",
+        "scans/s",
+        "tracker_steady",
+        None,
+    ),
+    ("scan-to-state latency p50 (visible, polled)", "latency_p50_ms", "ms", None, ("<", 100)),
+    ("scan-to-state latency p99 (visible, polled)", "latency_p99_ms", "ms", None, ("<", 1000)),
+    ("scan-to-state latency p50 (applied_at)", "latency_applied_p50_ms", "ms", None, None),
+    ("scan-to-state latency p99 (applied_at)", "latency_applied_p99_ms", "ms", None, None),
+    ("latency run: offered rate achieved", "latency_offered", "scans/s", None, None),
+    ("tracker peak RSS (process tree)", "tracker_peak_rss_mb", "MB", None, ("<", 400)),
+    ("rebuild", "rebuild", "scans/s", "tracker_steady", (">=", 30_000)),
+    ("API lookup: request rate issued", "lookup_rate_issued", "req/s", None, None),
+    ("API POST /v1/workers/lookup p50", "lookup_p50_ms", "ms", None, None),
+    ("API POST /v1/workers/lookup p99", "lookup_p99_ms", "ms", None, ("<", 25)),
+    ("API one-scan POST: request rate issued", "scans_rate_issued", "req/s", None, None),
+    ("API POST /v1/scans (one scan) p50", "scans_p50_ms", "ms", None, None),
+    ("API POST /v1/scans (one scan) p99", "scans_p99_ms", "ms", None, None),
+    ("API batch intake (1,000-scan bodies)", "batch_intake", "scans/s", None, (">=", 10_000)),
+]
+BASELINE_NAMES = {
+    "consume_limit": "consume limit",
+    "copy_logged": "COPY logged",
+    "faust_transaction": "Faust 1 tx/scan",
+    "tracker_steady": "tracker",
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+# ---------------------------------------------------------------- servers and data
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka_bootstrap: str
+    database_url: str
+    embedded_kafka: bool
+    embedded_postgres: bool
+
+
+@contextlib.contextmanager
+def bench_servers(data_dir: Path) -> Iterator[Servers]:
+    bootstrap = os.environ.get("RETURNLOOP_KAFKA_BOOTSTRAP") or None
+    database_url = os.environ.get("RETURNLOOP_DATABASE_URL") or None
+    embedded_kafka, embedded_postgres = bootstrap is None, database_url is None
+    with contextlib.ExitStack() as stack:
+        if embedded_postgres or embedded_kafka:
+            from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
+
+            if database_url is None:
+                database_url = stack.enter_context(EmbeddedPostgres(data_dir)).database_url
+            if bootstrap is None:
+                bootstrap = stack.enter_context(EmbeddedKafka(data_dir / "kafka")).bootstrap
+        assert bootstrap and database_url
+        migrate(database_url)
+        ensure_topics(bootstrap, partitions=int(os.environ.get("RETURNLOOP_TOPIC_PARTITIONS", 4)))
+        yield Servers(bootstrap, database_url, embedded_kafka, embedded_postgres)
+
+
+def wave_of(workers: int, *, seed: int, now: datetime) -> Wave:
+    """A city-shaped wave scaled to ``workers`` (Wenzhou's mix of buses, trains, flights)."""
+    scale = workers / 29_400
+    shape = WaveShape(
+        workers=workers,
+        buses=max(1, round(1_034 * scale)),
+        trains=round(8 * scale),
+        flights=round(5 * scale),
+        enterprises=max(2, round(300 * scale)),
+    )
+    return build_wave("city", now=now, seed=seed, shape=shape)
+
+
+def manifest_rows(
+    wave: Wave, pseudonymiser: Pseudonymiser
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    trips = [
+        {
+            **trip,
+            "departs_at": datetime.fromisoformat(trip["departs_at"]),
+            "eta": datetime.fromisoformat(trip["eta"]),
+        }
+        for trip in wave.manifest["trips"]
+    ]
+    workers = [
+        {
+            "worker_ref": pseudonymiser.worker_ref(worker["id_number"]),
+            "id_masked": mask_id_number(worker["id_number"]),
+            "name": worker["name"],
+            "enterprise_id": worker["enterprise_id"],
+            "trip_id": worker["trip_id"],
+        }
+        for worker in wave.manifest["workers"]
+    ]
+    return wave.manifest["enterprises"], trips, workers
+
+
+Message = tuple[str, bytes, bytes]  # topic, key, value
+
+
+def input_messages(wave: Wave, pseudonymiser: Pseudonymiser) -> list[Message]:
+    """The wave's scans as the API would put them on the input topics (keyed by worker_ref)."""
+    refs: dict[str, bytes] = {}
+    messages = []
+    for body in wave.scans:
+        number = body["id_number"]
+        if number not in refs:
+            refs[number] = pseudonymiser.worker_ref(number).encode()
+        messages.append((topics.INPUT_TOPICS[body["kind"]], refs[number], orjson.dumps(body)))
+    return messages
+
+
+def new_producer(bootstrap: str, *, linger_ms: int) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=linger_ms,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+async def produce_all(bootstrap: str, messages: list[Message]) -> float:
+    """Produce every message (acknowledged); return the rate."""
+    producer = new_producer(bootstrap, linger_ms=20)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        with tqdm(total=len(messages), unit="msg", desc="produce wave") as bar:
+            for start in range(0, len(messages), 20_000):
+                chunk = messages[start : start + 20_000]
+                futures = [await producer.send(t, v, key=k) for t, k, v in chunk]
+                await asyncio.gather(*futures)
+                bar.update(len(chunk))
+    finally:
+        await producer.stop()
+    return len(messages) / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- processes
+
+
+class ProcessTreeRss:
+    """Sample the summed RSS of a process group (a child started in its own session)."""
+
+    def __init__(self, pgid: int, interval: float = 0.2) -> None:
+        self.pgid = pgid
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> ProcessTreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> int:
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                if int(fields[2]) != self.pgid:  # fields[2] is the process group
+                    continue
+                total += int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * self._page
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self.sample())
+            self._stop.wait(self.interval)
+
+
+def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", *command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def log_tail(path: Path, size: int = 2000) -> str:
+    return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+
+async def applied_count(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval("SELECT count(*) FROM applied_scans")
+    return count
+
+
+# ---------------------------------------------------------------- measurements
+
+
+async def measure_tracker(
+    pool: asyncpg.Pool,
+    tracker: subprocess.Popen[bytes],
+    log_path: Path,
+    *,
+    started: float,
+    before: int,
+    expected: int,
+    timeout_s: float,
+) -> tuple[float, float]:
+    """Wait until ``expected`` new scans are applied: (rate from start, rate first to last)."""
+    first_at: float | None = None
+    with tqdm(total=expected, unit="scan", desc="tracker applied") as bar:
+        while True:
+            done = await applied_count(pool) - before
+            now = time.perf_counter()
+            if done > 0 and first_at is None:
+                first_at = now
+            bar.update(done - bar.n)
+            if done >= expected:
+                break
+            if tracker.poll() is not None:
+                raise RuntimeError(f"the tracker exited:\n{log_tail(log_path)}")
+            if now - started > timeout_s:
+                raise RuntimeError(f"{done}/{expected} scans applied after {timeout_s} s")
+            await asyncio.sleep(1.0)  # count(*) is not free: it competes with the tracker
+    finished = time.perf_counter()
+    assert first_at is not None
+    return expected / (finished - started), expected / max(1e-6, finished - first_at)
+
+
+async def measure_latency(
+    bootstrap: str,
+    pool: asyncpg.Pool,
+    messages: list[Message],
+    *,
+    rate: float,
+    timeout_s: float = 120.0,
+) -> dict[str, float]:
+    """Offer ``messages`` at ``rate``/s; per scan, the time from send until it is visible.
+
+    Visible: a poll every 50 ms by scan_id sees the committed row (an upper bound,
+    by up to a poll). ``applied_at`` is PostgreSQL's now(), the transaction's start
+    (a lower bound: the commit comes after the batch's work).
+    """
+    producer = new_producer(bootstrap, linger_ms=2)
+    await producer.start()
+    sent: dict[str, float] = {}
+    pending: dict[str, None] = {}
+    seen: dict[str, float] = {}
+    producing = True
+
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout_s
+        while producing or pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} scans not applied in {timeout_s} s")
+            ids = list(itertools.islice(pending, 5000))
+            if ids:
+                rows = await pool.fetch(
+                    "SELECT scan_id FROM applied_scans WHERE scan_id = ANY($1::text[])", ids
+                )
+                now = time.time()
+                for row in rows:
+                    seen[row["scan_id"]] = now
+                    del pending[row["scan_id"]]
+            await asyncio.sleep(0.05)
+
+    poller = asyncio.create_task(poll())
+    futures = []
+    loop = asyncio.get_running_loop()
+    tick = 0.01
+    per_tick = rate * tick
+    started = loop.time()
+    try:
+        with tqdm(total=len(messages), unit="scan", desc=f"offer {rate:,.0f}/s") as bar:
+            index = 0
+            tick_number = 0
+            while index < len(messages):
+                tick_number += 1
+                due = min(len(messages), round(tick_number * per_tick))
+                for topic, key, value in messages[index:due]:
+                    scan_id = orjson.loads(value)["scan_id"]
+                    if scan_id not in sent:
+                        sent[scan_id] = time.time()
+                        pending[scan_id] = None
+                    futures.append(await producer.send(topic, value, key=key))
+                bar.update(due - index)
+                index = due
+                delay = started + tick_number * tick - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            offered = len(messages) / (loop.time() - started)
+        await asyncio.gather(*futures)
+        producing = False
+        await poller
+    finally:
+        producing = False
+        poller.cancel()
+        await producer.stop()
+    visible = [(seen[s] - sent[s]) * 1000 for s in sent]
+    rows = await pool.fetch(
+        "SELECT scan_id, extract(epoch FROM applied_at)::float8 AS at FROM applied_scans "
+        "WHERE scan_id = ANY($1::text[])",
+        list(sent),
+    )
+    applied = [(row["at"] - sent[row["scan_id"]]) * 1000 for row in rows]
+    return {
+        "latency_p50_ms": percentile(visible, 0.50),
+        "latency_p99_ms": percentile(visible, 0.99),
+        "latency_applied_p50_ms": percentile(applied, 0.50),
+        "latency_applied_p99_ms": percentile(applied, 0.99),
+        "latency_offered": offered,
+        "latency_scans": float(len(sent)),
+    }
+
+
+async def measure_consume(bootstrap: str, topic_names: list[str]) -> tuple[float, int]:
+    """Read every message of ``topic_names`` with plain aiokafka and decode it with orjson."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topic_names
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not all(consumer.partitions_for_topic(t) for t in topic_names):
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in topic_names
+                for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        count = 0
+        started = time.perf_counter()
+        with tqdm(total=total, unit="msg", desc="aiokafka consume+decode") as bar:
+            while count < total:
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                for messages in fetched.values():
+                    for message in messages:
+                        orjson.loads(message.value)
+                    count += len(messages)
+                    bar.update(len(messages))
+        return count / (time.perf_counter() - started), count
+    finally:
+        await consumer.stop()
+
+
+def copy_records(wave: Wave, pseudonymiser: Pseudonymiser) -> list[tuple[Any, ...]]:
+    """The wave's unique scans as applied_scans rows."""
+    now = datetime.now(UTC)
+    refs: dict[str, str] = {}
+    rows: dict[str, tuple[Any, ...]] = {}
+    for offset, body in enumerate(wave.scans):
+        if body["scan_id"] in rows:
+            continue
+        number = body["id_number"]
+        if number not in refs:
+            refs[number] = pseudonymiser.worker_ref(number)
+        rows[body["scan_id"]] = (
+            body["scan_id"],
+            refs[number],
+            body["kind"],
+            datetime.fromisoformat(body["occurred_at"]),
+            body["station"],
+            body.get("temperature_c"),
+            body.get("health_code"),
+            body.get("trip_id"),
+            body.get("enterprise_id"),
+            now,
+            topics.INPUT_TOPICS[body["kind"]],
+            0,
+            offset,
+        )
+    return list(rows.values())
+
+
+COPY_COLUMNS = [
+    "scan_id",
+    "worker_ref",
+    "kind",
+    "occurred_at",
+    "station",
+    "temperature_c",
+    "health_code",
+    "trip_id",
+    "enterprise_id",
+    "received_at",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+]
+
+
+async def measure_copy(pool: asyncpg.Pool, records: list[tuple[Any, ...]]) -> dict[str, float]:
+    """COPY the rows into tables shaped like applied_scans (its keys and index included)."""
+    figures = {}
+    async with pool.acquire() as connection:
+        for name, unlogged in (("copy_unlogged", True), ("copy_logged", False)):
+            table = f"bench_{name}"
+            await connection.execute(f"DROP TABLE IF EXISTS {table}")
+            await connection.execute(
+                f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE {table} "
+                "(LIKE applied_scans INCLUDING ALL)"
+            )
+            started = time.perf_counter()
+            for start in range(0, len(records), 50_000):
+                await connection.copy_records_to_table(
+                    table, records=records[start : start + 50_000], columns=COPY_COLUMNS
+                )
+            figures[name] = len(records) / (time.perf_counter() - started)
+            await connection.execute(f"DROP TABLE {table}")
+    return figures
+
+
+def database_url_for(database_url: str, database: str) -> str:
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def fresh_database(pool: asyncpg.Pool, database_url: str, database: str) -> str:
+    async with pool.acquire() as connection:
+        await connection.execute(f"DROP DATABASE IF EXISTS {database}")
+        await connection.execute(f"CREATE DATABASE {database}")
+    url = database_url_for(database_url, database)
+    await asyncio.to_thread(migrate, url)
+    return url
+
+
+async def measure_faust(
+    mode: str, env: dict[str, str], work_dir: Path, *, limit: int, timebox_s: float
+) -> tuple[float, int]:
+    """Run one Faust baseline until ``limit`` events or the time box; (rate, events)."""
+    out = work_dir / f"faust-{mode}.json"
+    log_path = work_dir / f"faust-{mode}.log"
+    process = spawn(["services.cli.bench_faust", mode, str(out)], env, log_path)
+    progress: dict[str, Any] = {}
+    deadline: float | None = None
+    give_up = time.monotonic() + timebox_s + 60
+    try:
+        with tqdm(total=limit, unit="msg", desc=f"faust {mode}") as bar:
+            while True:
+                await asyncio.sleep(0.5)
+                if process.poll() is not None:
+                    raise RuntimeError(f"the Faust baseline exited:\n{log_tail(log_path)}")
+                if out.exists():
+                    progress = orjson.loads(out.read_bytes())
+                    bar.update(min(limit, progress["count"]) - bar.n)
+                    if progress["first"] is not None and deadline is None:
+                        deadline = time.monotonic() + timebox_s
+                if progress.get("count", 0) >= limit:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                if time.monotonic() > give_up:
+                    raise RuntimeError(f"the Faust baseline saw nothing:\n{log_tail(log_path)}")
+    finally:
+        stop(process)
+    count = progress["count"]
+    elapsed = max(1e-6, progress["last"] - progress["first"])
+    return count / elapsed, count
+
+
+async def fixed_rate(
+    rate: float, duration_s: float, request: Callable[[int], Awaitable[httpx.Response]]
+) -> tuple[list[float], int, float]:
+    """Open loop: request i starts at i/rate; latency counts from that planned start."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(index: int, planned: float) -> None:
+        nonlocal failures
+        try:
+            response = await request(index)
+            if response.status_code >= 400:
+                failures += 1
+        except httpx.HTTPError:
+            failures += 1
+        latencies.append((loop.time() - planned) * 1000)
+
+    tasks = []
+    started = loop.time() + 0.1
+    count = int(rate * duration_s)
+    for index in range(count):
+        planned = started + index / rate
+        delay = planned - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index, planned)))
+    issued_rate = count / max(1e-6, loop.time() - started)
+    await asyncio.gather(*tasks)
+    return latencies, failures, issued_rate
+
+
+async def measure_api(
+    url: str,
+    *,
+    lookup_ids: list[str],
+    single_scans: list[dict[str, Any]],
+    batch_scans: list[dict[str, Any]],
+    lookup_rate: float,
+    scans_rate: float,
+    duration_s: float,
+) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {BENCH_ADMIN_TOKEN}"}
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    figures: dict[str, float] = {}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=30, limits=limits
+    ) as client:
+        for index in range(20):  # warm up connections and caches
+            await client.post("/v1/workers/lookup", json={"id_number": lookup_ids[index]})
+        print(f"lookup at {lookup_rate:,.0f} req/s for {duration_s:.0f} s", flush=True)
+        latencies, failures, issued = await fixed_rate(
+            lookup_rate,
+            duration_s,
+            lambda i: client.post(
+                "/v1/workers/lookup", json={"id_number": lookup_ids[i % len(lookup_ids)]}
+            ),
+        )
+        figures["lookup_p50_ms"] = percentile(latencies, 0.50)
+        figures["lookup_p99_ms"] = percentile(latencies, 0.99)
+        figures["lookup_failures"] = failures
+        figures["lookup_rate_issued"] = issued
+        print(f"one-scan POST /v1/scans at {scans_rate:,.0f} req/s for {duration_s:.0f} s")
+        latencies, failures, issued = await fixed_rate(
+            scans_rate,
+            duration_s,
+            lambda i: client.post("/v1/scans", json=single_scans[i % len(single_scans)]),
+        )
+        figures["scans_p50_ms"] = percentile(latencies, 0.50)
+        figures["scans_p99_ms"] = percentile(latencies, 0.99)
+        figures["scans_failures"] = failures
+        figures["scans_rate_issued"] = issued
+        batches = [batch_scans[i : i + 1000] for i in range(0, len(batch_scans), 1000)]
+        queue = list(reversed(batches))
+        sent = 0
+
+        async def post_batches() -> None:
+            nonlocal sent
+            while queue:
+                batch = queue.pop()
+                response = await client.post("/v1/scans", json={"scans": batch})
+                response.raise_for_status()
+                sent += len(batch)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post_batches() for _ in range(4)))
+        figures["batch_intake"] = sent / (time.perf_counter() - started)
+    return figures
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the API exited:\n{log_tail(log_path)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the API was not ready in 60 s:\n{log_tail(log_path)}")
+
+
+# ---------------------------------------------------------------- the run
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("aiokafka", "faust-streaming", "asyncpg", "kafka-python", "fastapi", "uvicorn"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
+
+
+def machine() -> dict[str, Any]:
+    memory_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kb = int(line.split()[1])
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "cpu": cpu,
+        "platform": platform.platform(),
+    }
+
+
+async def attempt(results: Results, name: str, action: Callable[[], Awaitable[None]]) -> None:
+    """Run one measurement; a failure is recorded and the run goes on."""
+    try:
+        await action()
+    except Exception as error:
+        results.errors[name] = f"{type(error).__name__}: {error}"[:2000]
+        print(f"!! {name} failed: {results.errors[name]}", flush=True)
+
+
+async def run(
+    servers: Servers,
+    work_dir: Path,
+    *,
+    workers: int,
+    latency_rate: float,
+    latency_seconds: float,
+    faust_limit: int,
+    api_seconds: float,
+    lookup_rate: float,
+    scans_rate: float,
+    seed: int,
+) -> Results:
+    results = Results()
+    rules = Rules()
+    pseudonymiser = Pseudonymiser(
+        os.environ.get("RETURNLOOP_WORKER_REF_KEY", BENCH_WORKER_REF_KEY).encode()
+    )
+    env = {
+        **os.environ,
+        "RETURNLOOP_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+        "RETURNLOOP_DATABASE_URL": servers.database_url,
+        "RETURNLOOP_WORKER_REF_KEY": os.environ.get(
+            "RETURNLOOP_WORKER_REF_KEY", BENCH_WORKER_REF_KEY
+        ),
+        "RETURNLOOP_ADMIN_TOKEN": BENCH_ADMIN_TOKEN,
+        "RETURNLOOP_DATA_DIR": str(work_dir / "data"),
+    }
+    now = datetime.now(UTC)
+
+    step(f"building a wave of {workers:,} workers")
+    wave = wave_of(workers, seed=seed, now=now)
+    unique = len({body["scan_id"] for body in wave.scans})
+    latency_workers = max(10, int(latency_rate * latency_seconds / 4.4))
+    latency_wave = wave_of(latency_workers, seed=seed + 1, now=now)
+    api_wave = wave_of(max(1000, min(workers, 20_000)), seed=seed + 2, now=now)
+    results.set("workers", workers)
+    results.set("scans_delivered", len(wave.scans))
+    results.set("scans_unique", unique)
+    print(f"{len(wave.scans):,} scans delivered, {unique:,} unique", flush=True)
+
+    pool = await create_pool(servers.database_url, max_size=4)
+    try:
+        results.notes["postgresql"] = await pool.fetchval("SHOW server_version")
+        enterprises, trips, manifest_workers = manifest_rows(wave, pseudonymiser)
+        latency_manifest = manifest_rows(latency_wave, pseudonymiser)
+        store = ReadsAndManifests(pool)
+        await store.upsert_manifest(enterprises, trips, manifest_workers)
+        await store.upsert_manifest(*latency_manifest)
+
+        step("pre-producing the wave to the input topics")
+        messages = input_messages(wave, pseudonymiser)
+        # Millions of long-lived objects: keep the collector from walking them in the
+        # middle of a timed run (its pauses would show up as latency).
+        gc.collect()
+        gc.freeze()
+        results.set("produce_rate", await produce_all(servers.kafka_bootstrap, messages))
+        del messages
+
+        step("tracker end to end: `returnloop tracker` (Faust worker) drains the wave")
+        before = await applied_count(pool)
+        tracker_log = work_dir / "tracker.log"
+        started = time.perf_counter()
+        tracker = spawn(["services.cli", "tracker"], env, tracker_log)
+        with ProcessTreeRss(tracker.pid) as rss:
+            try:
+
+                async def drain() -> None:
+                    e2e, steady = await measure_tracker(
+                        pool,
+                        tracker,
+                        tracker_log,
+                        started=started,
+                        before=before,
+                        expected=unique,
+                        timeout_s=max(600, unique / 200),
+                    )
+                    results.set("tracker_e2e", e2e)
+                    results.set("tracker_steady", steady)
+
+                await attempt(results, "tracker_e2e", drain)
+
+                step(
+                    f"scan-to-state latency at {latency_rate:,.0f} scans/s offered "
+                    f"for {latency_seconds:.0f} s"
+                )
+
+                async def latency() -> None:
+                    figures = await measure_latency(
+                        servers.kafka_bootstrap,
+                        pool,
+                        input_messages(latency_wave, pseudonymiser),
+                        rate=latency_rate,
+                    )
+                    results.figures.update(figures)
+
+                await attempt(results, "latency", latency)
+            finally:
+                stop(tracker)
+        results.set("tracker_peak_rss_mb", rss.peak_bytes / 1024 / 1024)
+
+        step("limit: plain aiokafka consume + orjson decode of the input topics")
+
+        async def consume() -> None:
+            rate, count = await measure_consume(
+                servers.kafka_bootstrap, list(topics.INPUT_TOPICS.values())
+            )
+            results.set("consume_limit", rate)
+            results.set("consume_messages", count)
+
+        await attempt(results, "consume_limit", consume)
+
+        step("limits: asyncpg COPY of the same rows into an UNLOGGED and a logged table")
+
+        async def copy() -> None:
+            results.figures.update(await measure_copy(pool, copy_records(wave, pseudonymiser)))
+
+        await attempt(results, "copy", copy)
+
+        step("rebuild: recompute every loop state from the applied-scan log")
+
+        async def rebuild_rate() -> None:
+            report = await rebuild_database(servers.database_url, rules=rules)
+            results.set("rebuild", report.scans_per_second)
+            results.set("rebuild_scans", report.scans)
+            results.set("rebuild_corrected", report.corrected)
+
+        await attempt(results, "rebuild", rebuild_rate)
+
+        step("baselines: Faust agents on scans.accepted")
+
+        async def faust_noop() -> None:
+            rate, count = await measure_faust(
+                "noop", env, work_dir, limit=min(unique, faust_limit * 5), timebox_s=60
+            )
+            results.set("faust_noop", rate)
+            results.set("faust_noop_events", count)
+
+        await attempt(results, "faust_noop", faust_noop)
+
+        async def faust_transaction() -> None:
+            url = await fresh_database(pool, servers.database_url, FAUST_DATABASE)
+            rate, count = await measure_faust(
+                "transaction",
+                {**env, "RETURNLOOP_BENCH_FAUST_DATABASE_URL": url},
+                work_dir,
+                limit=min(unique, faust_limit),
+                timebox_s=60,
+            )
+            results.set("faust_transaction", rate)
+            results.set("faust_transaction_events", count)
+
+        await attempt(results, "faust_transaction", faust_transaction)
+        with contextlib.suppress(Exception):
+            async with pool.acquire() as connection:
+                await connection.execute(f"DROP DATABASE IF EXISTS {FAUST_DATABASE}")
+
+        step("API: lookup and scans at fixed rates, batch intake")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        api_log = work_dir / "api.log"
+        api = spawn(["services.cli", "api"], {**env, "RETURNLOOP_API_PORT": str(port)}, api_log)
+        try:
+
+            async def api_figures() -> None:
+                await wait_ready(url, api, api_log)
+                rng = random.Random(seed)
+                lookup_ids = [w["id_number"] for w in wave.manifest["workers"]]
+                rng.shuffle(lookup_ids)
+                half = len(api_wave.scans) // 2
+                results.figures.update(
+                    await measure_api(
+                        url,
+                        lookup_ids=lookup_ids,
+                        single_scans=api_wave.scans[:half],
+                        batch_scans=api_wave.scans[half:],
+                        lookup_rate=lookup_rate,
+                        scans_rate=scans_rate,
+                        duration_s=api_seconds,
+                    )
+                )
+
+            await attempt(results, "api", api_figures)
+        finally:
+            stop(api)
+    finally:
+        await pool.close()
+    results.notes["lookup_rate"] = f"{lookup_rate:,.0f} req/s"
+    results.notes["scans_rate"] = f"{scans_rate:,.0f} req/s"
+    return results
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "ms":
+        return f"{value:,.1f} ms"
+    if unit == "MB":
+        return f"{value:,.0f} MB"
+    return f"{value:,.0f} {unit}"
+
+
+def table(results: Results) -> list[dict[str, Any]]:
+    rows = []
+    for label, key, unit, baseline_key, target in TABLE:
+        value = results.figures.get(key)
+        baseline = results.figures.get(baseline_key) if baseline_key else None
+        ratio = value / baseline if value is not None and baseline else None
+        met = None
+        if target is not None and value is not None:
+            op, bound = target
+            met = value >= bound if op == ">=" else value < bound
+        rows.append(
+            {
+                "figure": label,
+                "key": key,
+                "value": value,
+                "unit": unit,
+                "baseline": baseline_key,
+                "baseline_value": baseline,
+                "ratio": ratio,
+                "target": f"{target[0]} {target[1]:,}" if target else None,
+                "met": met,
+            }
+        )
+    return rows
+
+
+def render(rows: list[dict[str, Any]], results: Results) -> str:
+    lines = [
+        f"{'figure':50} {'value':>16}  {'baseline':>26} {'ratio':>8}  target",
+        "-" * 118,
+    ]
+    for row in rows:
+        baseline = ""
+        if row["baseline"]:
+            value = format_value(row["baseline_value"], "").strip()
+            baseline = f"{BASELINE_NAMES[row['baseline']]} {value}"
+        ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else ""
+        target = row["target"] or ""
+        if row["met"] is not None:
+            target += "  met" if row["met"] else "  MISSED"
+        lines.append(
+            f"{row['figure']:50} {format_value(row['value'], row['unit']):>16}  "
+            f"{baseline:>26} {ratio:>8}  {target}"
+        )
+    lines.append("ratio = value ÷ baseline")
+    for name, error in results.errors.items():
+        lines.append(f"error in {name}: {error.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def main(
+    workers: Annotated[int, typer.Option(help="workers in the wave (~4.4 scans each)")] = 100_000,
+    latency_rate: Annotated[float, typer.Option(help="offered scans/s in the latency run")] = 2000,
+    latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20,
+    faust_limit: Annotated[
+        int, typer.Option(help="scans for the per-scan-transaction Faust baseline")
+    ] = 20_000,
+    api_seconds: Annotated[float, typer.Option(help="length of each API run")] = 10,
+    lookup_rate: Annotated[float, typer.Option(help="lookup requests/s")] = 500,
+    scans_rate: Annotated[float, typer.Option(help="one-scan POST /v1/scans requests/s")] = 200,
+    seed: Annotated[int, typer.Option(help="seed of the waves")] = 2020,
+    out: Annotated[Path, typer.Option(help="where the JSON goes")] = Path(
+        "bench-results/bench.json"
+    ),
+) -> None:
+    """Measure the tracker, its limits and baselines, and the API in one run."""
+    work_dir = Path(tempfile.mkdtemp(prefix="returnloop-bench-"))
+    began = datetime.now(UTC)
+    try:
+        with bench_servers(work_dir) as servers:
+            results = asyncio.run(
+                run(
+                    servers,
+                    work_dir,
+                    workers=workers,
+                    latency_rate=latency_rate,
+                    latency_seconds=latency_seconds,
+                    faust_limit=faust_limit,
+                    api_seconds=api_seconds,
+                    lookup_rate=lookup_rate,
+                    scans_rate=scans_rate,
+                    seed=seed,
+                )
+            )
+    finally:
+        logs = Path(out).parent / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for log in work_dir.glob("*.log"):
+            shutil.copy(log, logs / log.name)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    rows = table(results)
+    text = render(rows, results)
+    print("\n" + text, flush=True)
+    broker = (
+        "Tansu (embedded, in-memory)"
+        if servers.embedded_kafka
+        else f"Kafka at {servers.kafka_bootstrap}"
+    )
+    report = {
+        "started_at": began.isoformat(),
+        "seconds": round((datetime.now(UTC) - began).total_seconds(), 1),
+        "command": " ".join(["python -m services.cli.bench", *sys.argv[1:]]),
+        "table": rows,
+        "figures": results.figures,
+        "errors": results.errors,
+        "notes": results.notes,
+        "versions": {
+            **versions(),
+            "broker": broker,
+            "postgresql": results.notes.get("postgresql", "?")
+            + (" (embedded pgserver)" if servers.embedded_postgres else ""),
+        },
+        "machine": machine(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten to {out}", flush=True)
+    if results.errors:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    typer.run(main)

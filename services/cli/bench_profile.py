@@ -1,0 +1,113 @@
+"""Where the tracker's time goes: its per-batch work, in-process, under cProfile.
+
+No broker: a wave's scans become input records, then each batch of
+RETURNLOOP_BATCH_MAX_RECORDS goes through what the tracker does with it —
+intake (validate, pseudonymise, encode for ``scans.accepted``), decode, and
+``handlers.apply_scans`` (one PostgreSQL transaction) — timed per phase, with
+the top functions by own time. PostgreSQL: RETURNLOOP_DATABASE_URL, or an
+embedded one in a temporary directory.
+
+    python -m services.cli.bench_profile --workers 20000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.cli.bench import BENCH_WORKER_REF_KEY, input_messages, wave_of
+from services.tracker.handlers import apply_scans
+from services.tracker.intake import validate_records
+from services.tracker.records import InputRecord
+from shared.db import migrate
+from shared.domain.model import Rules
+from shared.identity import Pseudonymiser
+from shared.messages import AcceptedScan
+from shared.postgres import PostgresStore
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    configured = os.environ.get("RETURNLOOP_DATABASE_URL")
+    if configured:
+        migrate(configured)
+        yield configured
+        return
+    from services.cli.embedded import EmbeddedPostgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="returnloop-profile-"))
+    try:
+        with EmbeddedPostgres(data_dir) as server:
+            migrate(server.database_url)
+            yield server.database_url
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def profile(database_url: str, workers: int, batch: int, top: int) -> None:
+    pseudonymiser = Pseudonymiser(BENCH_WORKER_REF_KEY.encode())
+    wave = wave_of(workers, seed=7, now=datetime.now(UTC))
+    records = [
+        InputRecord(topic=topic, partition=0, offset=offset, key=key, value=value)
+        for offset, (topic, key, value) in enumerate(input_messages(wave, pseudonymiser))
+    ]
+    store = await PostgresStore.connect(database_url, max_size=2)
+    phases = {"intake: validate + pseudonymise + encode": 0.0, "decode": 0.0, "apply": 0.0}
+    rules = Rules()
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    try:
+        profiler.enable()
+        for start in range(0, len(records), batch):
+            chunk = records[start : start + batch]
+            t0 = time.perf_counter()
+            accepted = validate_records(chunk, pseudonymiser, now=datetime.now(UTC)).scans
+            encoded = [item.to_bytes() for item in accepted]
+            t1 = time.perf_counter()
+            decoded = [AcceptedScan.from_bytes(raw) for raw in encoded]
+            t2 = time.perf_counter()
+            await apply_scans(store, decoded, rules=rules, now=datetime.now(UTC))
+            t3 = time.perf_counter()
+            phases["intake: validate + pseudonymise + encode"] += t1 - t0
+            phases["decode"] += t2 - t1
+            phases["apply"] += t3 - t2
+        profiler.disable()
+    finally:
+        await store.close()
+    total = time.perf_counter() - started
+    print(
+        f"{len(records):,} records ({workers:,} workers) in batches of {batch}: "
+        f"{total:.1f} s under cProfile, {len(records) / total:,.0f} records/s"
+    )
+    for name, seconds in phases.items():
+        print(f"  {name:42} {seconds:7.2f} s  {seconds / total:6.1%}")
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    print(text.getvalue())
+
+
+def main(
+    workers: Annotated[int, typer.Option(help="workers in the wave")] = 20_000,
+    batch: Annotated[int, typer.Option(help="records per batch (the tracker's default)")] = 2000,
+    top: Annotated[int, typer.Option(help="functions to list")] = 30,
+) -> None:
+    """Profile the tracker's per-batch work in-process."""
+    with database() as database_url:
+        asyncio.run(profile(database_url, workers, batch, top))
+
+
+if __name__ == "__main__":
+    typer.run(main)
