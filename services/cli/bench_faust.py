@@ -39,6 +39,7 @@ def create_app(mode: str, out: Path, bootstrap: str, database_url: str | None) -
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
+        datadir=str(out.parent / f"faust-{mode}-{os.getpid()}"),
     )
     accepted = app.topic(topics.ACCEPTED, key_serializer="raw", value_serializer="raw")
     progress = {"mode": mode, "count": 0, "first": None, "last": None}
