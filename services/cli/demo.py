@@ -74,8 +74,11 @@ class Wave:
 
 
 def _id_number(rng: random.Random, area: str, serial: int) -> str:
-    born = datetime(1968, 1, 1) + timedelta(days=rng.randrange(0, 365 * 34))
-    first17 = f"{area}{born:%Y%m%d}{serial % 1000:03d}"
+    # Any county of the origin city, any birth date in 43 years, any serial: waves
+    # with other seeds sharing one database practically never draw the same person.
+    county = f"{area[:4]}{rng.randrange(1, 31):02d}"
+    born = datetime(1960, 1, 1) + timedelta(days=rng.randrange(0, 365 * 43))
+    first17 = f"{county}{born:%Y%m%d}{rng.randrange(1000):03d}"
     return first17 + check_digit(first17)
 
 
