@@ -47,8 +47,6 @@ def create_faust_app(
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
         loghandlers=loghandlers or [],
-        # Faust keeps a working directory; under data_dir, not wherever the process starts.
-        datadir=str(settings.data_dir / "faust"),
     )
 
     class TrackerService(Service):
