@@ -73,7 +73,7 @@ class Wave:
     exceptions: Counter[str] = field(default_factory=Counter)
 
 
-def _id_number(rng: random.Random, area: str, serial: int) -> str:
+def _id_number(rng: random.Random, area: str) -> str:
     # Any county of the origin city, any birth date in 43 years, any serial: waves
     # with other seeds sharing one database practically never draw the same person.
     county = f"{area[:4]}{rng.randrange(1, 31):02d}"
@@ -178,9 +178,9 @@ def build_wave(
         ):
             trip_index, seat = trip_index + 1, 0
         area = next(area for origin, area in ORIGINS if origin == trip["origin"])
-        id_number = _id_number(rng, area, index)
+        id_number = _id_number(rng, area)
         while id_number in used_ids:
-            id_number = _id_number(rng, area, index)
+            id_number = _id_number(rng, area)
         used_ids.add(id_number)
         enterprise = enterprises[rng.randrange(len(enterprises))]
         workers.append(
