@@ -775,6 +775,7 @@ async def run(
     lookup_rate: float,
     scans_rate: float,
     seed: int,
+    tracker_only: bool = False,
 ) -> Results:
     results = Results()
     rules = Rules()
@@ -863,6 +864,8 @@ async def run(
             finally:
                 stop(tracker)
         results.set("tracker_peak_rss_mb", rss.peak_bytes / 1024 / 1024)
+        if tracker_only:
+            return results
 
         step("limit: plain aiokafka consume + orjson decode of the input topics")
 
@@ -1026,6 +1029,9 @@ def main(
     lookup_rate: Annotated[float, typer.Option(help="lookup requests/s")] = 500,
     scans_rate: Annotated[float, typer.Option(help="one-scan POST /v1/scans requests/s")] = 200,
     seed: Annotated[int, typer.Option(help="seed of the waves")] = 2020,
+    tracker_only: Annotated[
+        bool, typer.Option(help="only the tracker figures (end to end, latency, RSS)")
+    ] = False,
     out: Annotated[Path, typer.Option(help="where the JSON goes")] = Path(
         "bench-results/bench.json"
     ),
@@ -1047,6 +1053,7 @@ def main(
                     lookup_rate=lookup_rate,
                     scans_rate=scans_rate,
                     seed=seed,
+                    tracker_only=tracker_only,
                 )
             )
     finally:

@@ -57,7 +57,9 @@ def database() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def profile(database_url: str, workers: int, batch: int, top: int) -> None:
+async def profile(
+    database_url: str, workers: int, batch: int, top: int, callers: list[str]
+) -> None:
     pseudonymiser = Pseudonymiser(BENCH_WORKER_REF_KEY.encode())
     wave = wave_of(workers, seed=7, now=datetime.now(UTC))
     records = [
@@ -95,18 +97,25 @@ async def profile(database_url: str, workers: int, batch: int, top: int) -> None
     for name, seconds in phases.items():
         print(f"  {name:42} {seconds:7.2f} s  {seconds / total:6.1%}")
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    stats = pstats.Stats(profiler, stream=text).sort_stats("tottime")
+    if top:
+        stats.print_stats(top)
+    for name in callers:
+        stats.print_callers(name)
     print(text.getvalue())
 
 
 def main(
     workers: Annotated[int, typer.Option(help="workers in the wave")] = 20_000,
     batch: Annotated[int, typer.Option(help="records per batch (the tracker's default)")] = 2000,
-    top: Annotated[int, typer.Option(help="functions to list")] = 30,
+    top: Annotated[int, typer.Option(help="functions to list (0: none)")] = 30,
+    callers: Annotated[
+        list[str], typer.Option(help="also list who calls functions matching this")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
 ) -> None:
     """Profile the tracker's per-batch work in-process."""
     with database() as database_url:
-        asyncio.run(profile(database_url, workers, batch, top))
+        asyncio.run(profile(database_url, workers, batch, top, callers))
 
 
 if __name__ == "__main__":
