@@ -8,7 +8,6 @@ set (used as a metrics label, so it must stay bounded).
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -29,6 +28,8 @@ ScanKindName = Literal["departure_check", "boarding", "arrival_check", "checkin"
 HealthCodeName = Literal["green", "yellow", "red"]
 
 # RFC 3339 date-time with a mandatory offset ("Z" or "+08:00").
+# Unicode category Cc: C0 controls, DEL and C1 controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -88,7 +89,7 @@ def aware_in_range(value: datetime) -> datetime:
 
 def printable(value: str) -> str:
     # NUL and other control characters (C0, DEL, C1) cannot be stored, logged or shown safely.
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     return value
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +29,9 @@ class InvalidIdNumber(ValueError):
 
 def check_digit(first17: str) -> str:
     """ISO 7064 MOD 11-2 check character for the first 17 digits."""
-    total = sum(int(digit) * weight for digit, weight in zip(first17, _WEIGHTS, strict=True))
+    if len(first17) != len(_WEIGHTS):
+        raise ValueError("the check digit is computed over exactly 17 digits")
+    total = sum(map(operator.mul, map(int, first17), _WEIGHTS))
     return _CHECK_CHARS[total % 11]
 
 
@@ -115,4 +118,4 @@ class Pseudonymiser:
         return self._digest(purpose.encode(), value)
 
     def _digest(self, purpose: bytes, value: str) -> str:
-        return hmac.new(self.key, purpose + b"\x00" + value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self.key, purpose + b"\x00" + value.encode(), hashlib.sha256).hex()
