@@ -39,12 +39,26 @@ from shared.messages import AcceptedHealthUpdate, AcceptedScan
 ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")
 
 
+# JSONB in its binary wire format: a version byte, then the JSON text. Binary,
+# so the staging tables below can be filled by (binary) COPY.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb",
-        encoder=lambda v: orjson.dumps(v).decode(),
-        decoder=orjson.loads,
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
         schema="pg_catalog",
+        format="binary",
     )
 
 
@@ -95,6 +109,25 @@ _SCAN_COLUMNS = (
 
 
 Connection = asyncpg.Connection | PoolConnectionProxy
+# Stored values back to the domain's enums without an Enum call per row.
+_KINDS = {kind.value: kind for kind in Kind}
+_COLOURS = {colour.value: colour for colour in HealthCode}
+
+
+# A batch's scans and states are COPYed (binary, typed column by column in C)
+# into these per-session staging tables, then merged in one statement each:
+# asyncpg encodes a typed array parameter element by element in Python, which
+# costs more than the statement itself for a few thousand rows.
+_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS scan_batch
+    (LIKE applied_scans INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS state_batch
+    (LIKE loop_state INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+"""
+_STATE_COLUMNS = (
+    "worker_ref, id_masked, stage, status, health_code, departed, boarded_trip_id, arrived, "
+    "checked_in_enterprise_id, checkpoints, next_deadline, scan_count, updated_at"
+)
 
 
 class LoopUnitOfWork:
@@ -135,38 +168,37 @@ class LoopUnitOfWork:
         """Insert scans into the log; return the scan_ids that were new (idempotency)."""
         if not accepted:
             return set()
-        columns: list[list[Any]] = [[] for _ in range(13)]
-        for item in accepted:
-            scan, source = item.scan, item.source
-            values = (
-                scan.scan_id,
+        rows = [
+            (
+                item.scan.scan_id,
                 item.worker_ref,
-                scan.kind.value,
-                scan.occurred_at,
-                scan.station,
-                scan.temperature_c,
-                scan.health_code.value if scan.health_code else None,
-                scan.trip_id,
-                scan.enterprise_id,
+                item.scan.kind.value,
+                item.scan.occurred_at,
+                item.scan.station,
+                item.scan.temperature_c,
+                item.scan.health_code.value if item.scan.health_code else None,
+                item.scan.trip_id,
+                item.scan.enterprise_id,
                 item.received_at,
-                source.topic if source else None,
-                source.partition if source else None,
-                source.offset if source else None,
+                item.source.topic if item.source else None,
+                item.source.partition if item.source else None,
+                item.source.offset if item.source else None,
             )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-        rows = await self.connection.fetch(
+            for item in accepted
+        ]
+        await self.connection.execute(_STAGING)
+        await self.connection.copy_records_to_table(
+            "scan_batch", records=rows, columns=_SCAN_COLUMNS.split(", ")
+        )
+        inserted = await self.connection.fetch(
             f"""
             INSERT INTO applied_scans ({_SCAN_COLUMNS})
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                $5::text[], $6::float8[], $7::text[], $8::text[], $9::text[],
-                $10::timestamptz[], $11::text[], $12::int[], $13::bigint[])
+            SELECT {_SCAN_COLUMNS} FROM scan_batch
             ON CONFLICT (scan_id) DO NOTHING
             RETURNING scan_id
-            """,
-            *columns,
+            """
         )
-        return {row["scan_id"] for row in rows}
+        return {row["scan_id"] for row in inserted}
 
     async def record_updates(self, accepted: Sequence[AcceptedHealthUpdate]) -> set[str]:
         """Insert colour updates; return the worker_refs that got a new one."""
@@ -189,24 +221,34 @@ class LoopUnitOfWork:
     async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
         """Every applied scan, colour update and stored alert of these workers."""
         scans: dict[str, list[Scan]] = defaultdict(list)
-        for row in await self.connection.fetch(
+        for (
+            ref,
+            scan_id,
+            kind,
+            at,
+            station,
+            temperature,
+            colour,
+            trip,
+            enterprise,
+        ) in await self.connection.fetch(
             """
-            SELECT worker_ref, scan_id, kind, occurred_at, station, temperature_c, health_code,
-                   trip_id, enterprise_id
-            FROM applied_scans WHERE worker_ref = ANY($1::text[])
-            """,
+                SELECT worker_ref, scan_id, kind, occurred_at, station, temperature_c,
+                       health_code, trip_id, enterprise_id
+                FROM applied_scans WHERE worker_ref = ANY($1::text[])
+                """,
             worker_refs,
         ):
-            scans[row["worker_ref"]].append(
+            scans[ref].append(
                 Scan(
-                    scan_id=row["scan_id"],
-                    kind=Kind(row["kind"]),
-                    occurred_at=row["occurred_at"],
-                    station=row["station"],
-                    temperature_c=row["temperature_c"],
-                    health_code=HealthCode(row["health_code"]) if row["health_code"] else None,
-                    trip_id=row["trip_id"],
-                    enterprise_id=row["enterprise_id"],
+                    scan_id,
+                    _KINDS[kind],
+                    at,
+                    station,
+                    temperature,
+                    _COLOURS[colour] if colour else None,
+                    trip,
+                    enterprise,
                 )
             )
         updates: dict[str, list[HealthCodeUpdate]] = defaultdict(list)
@@ -261,16 +303,36 @@ class LoopUnitOfWork:
         """Upsert loop states and their alerts (set-based: one statement each)."""
         if not saved:
             return
+        await self.connection.execute(_STAGING)
+        await self.connection.copy_records_to_table(
+            "state_batch",
+            records=[
+                (
+                    item.worker_ref,
+                    item.id_masked,
+                    item.state.stage.value,
+                    item.state.status.value,
+                    item.state.health_code.value if item.state.health_code else None,
+                    item.state.departed,
+                    item.state.boarded_trip_id,
+                    item.state.arrived,
+                    item.state.checked_in_enterprise_id,
+                    {
+                        kind.value: checkpoint_to_json(cp)
+                        for kind, cp in item.state.checkpoints.items()
+                    },
+                    item.state.next_deadline,
+                    item.scan_count,
+                    now,
+                )
+                for item in saved
+            ],
+            columns=_STATE_COLUMNS.split(", "),
+        )
         await self.connection.execute(
-            """
-            INSERT INTO loop_state (worker_ref, id_masked, stage, status, health_code, departed,
-                boarded_trip_id, arrived, checked_in_enterprise_id, checkpoints, next_deadline,
-                scan_count, updated_at)
-            SELECT r, m, st, su, hc, dep, bt, arr, ce, cp, nd, sc, $13
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                $6::bool[], $7::text[], $8::bool[], $9::text[], $10::jsonb[],
-                $11::timestamptz[], $12::int[])
-                AS t(r, m, st, su, hc, dep, bt, arr, ce, cp, nd, sc)
+            f"""
+            INSERT INTO loop_state ({_STATE_COLUMNS})
+            SELECT {_STATE_COLUMNS} FROM state_batch
             ON CONFLICT (worker_ref) DO UPDATE SET
                 id_masked = EXCLUDED.id_masked, stage = EXCLUDED.stage,
                 status = EXCLUDED.status, health_code = EXCLUDED.health_code,
@@ -279,23 +341,7 @@ class LoopUnitOfWork:
                 checked_in_enterprise_id = EXCLUDED.checked_in_enterprise_id,
                 checkpoints = EXCLUDED.checkpoints, next_deadline = EXCLUDED.next_deadline,
                 scan_count = EXCLUDED.scan_count, updated_at = EXCLUDED.updated_at
-            """,
-            [item.worker_ref for item in saved],
-            [item.id_masked for item in saved],
-            [item.state.stage.value for item in saved],
-            [item.state.status.value for item in saved],
-            [item.state.health_code.value if item.state.health_code else None for item in saved],
-            [item.state.departed for item in saved],
-            [item.state.boarded_trip_id for item in saved],
-            [item.state.arrived for item in saved],
-            [item.state.checked_in_enterprise_id for item in saved],
-            [
-                {kind.value: checkpoint_to_json(cp) for kind, cp in item.state.checkpoints.items()}
-                for item in saved
-            ],
-            [item.state.next_deadline for item in saved],
-            [item.scan_count for item in saved],
-            now,
+            """
         )
         alerts = [(item.worker_ref, alert) for item in saved for alert in item.state.alerts]
         if alerts:

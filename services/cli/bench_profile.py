@@ -58,7 +58,7 @@ def database() -> Iterator[str]:
 
 
 async def profile(
-    database_url: str, workers: int, batch: int, top: int, callers: list[str]
+    database_url: str, workers: int, batch: int, top: int, callers: list[str], enabled: bool
 ) -> None:
     pseudonymiser = Pseudonymiser(BENCH_WORKER_REF_KEY.encode())
     wave = wave_of(workers, seed=7, now=datetime.now(UTC))
@@ -72,7 +72,8 @@ async def profile(
     profiler = cProfile.Profile()
     started = time.perf_counter()
     try:
-        profiler.enable()
+        if enabled:
+            profiler.enable()
         for start in range(0, len(records), batch):
             chunk = records[start : start + batch]
             t0 = time.perf_counter()
@@ -92,10 +93,13 @@ async def profile(
     total = time.perf_counter() - started
     print(
         f"{len(records):,} records ({workers:,} workers) in batches of {batch}: "
-        f"{total:.1f} s under cProfile, {len(records) / total:,.0f} records/s"
+        f"{total:.1f} s{' under cProfile' if enabled else ''}, "
+        f"{len(records) / total:,.0f} records/s"
     )
     for name, seconds in phases.items():
         print(f"  {name:42} {seconds:7.2f} s  {seconds / total:6.1%}")
+    if not enabled:
+        return
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text).sort_stats("tottime")
     if top:
@@ -112,10 +116,13 @@ def main(
     callers: Annotated[
         list[str], typer.Option(help="also list who calls functions matching this")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    enabled: Annotated[
+        bool, typer.Option("--profile/--no-profile", help="under cProfile, or timed only")
+    ] = True,
 ) -> None:
     """Profile the tracker's per-batch work in-process."""
     with database() as database_url:
-        asyncio.run(profile(database_url, workers, batch, top, callers))
+        asyncio.run(profile(database_url, workers, batch, top, callers, enabled))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,10 @@ class KafkaPublisher:
                 # Full: send it, and start the partition's next batch with this message.
                 sent.append(await self._producer.send_batch(batch, topic, partition=partition))
                 batch = batches[partition] = self._producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                if (
+                    batch.append(key=key, value=value, timestamp=None, headers=headers or [])
+                    is None
+                ):
                     raise ValueError(f"a message of {len(value):,} bytes exceeds the batch size")
         for partition, batch in batches.items():
             sent.append(await self._producer.send_batch(batch, topic, partition=partition))

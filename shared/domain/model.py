@@ -334,24 +334,27 @@ class _Fold:
             self.condition(AlertKind.CODE_CHANGED_IN_TRANSIT, True, update.as_of)
         self.observe_colour(update.health_code, update.as_of)
 
-    def apply(self, event: Scan | HealthCodeUpdate) -> None:
-        if isinstance(event, HealthCodeUpdate):
-            self.health_update(event)
-            return
-        handler = {
-            Kind.DEPARTURE_CHECK: self.departure_check,
-            Kind.BOARDING: self.boarding,
-            Kind.ARRIVAL_CHECK: self.arrival_check,
-            Kind.CHECKIN: self.checkin,
-        }[event.kind]
-        handler(event)
-        if event.health_code is not None:
-            self.observe_colour(event.health_code, event.occurred_at)
+    def fold(self, events: Iterable[Scan | HealthCodeUpdate]) -> None:
+        """Fold events, already in event-time order, raising overdue alerts on the way."""
+        for event in events:
+            if isinstance(event, HealthCodeUpdate):
+                self.pass_time(event.as_of)
+                self.health_update(event)
+                continue
+            self.pass_time(event.occurred_at)
+            _CHECKS[event.kind](self, event)
+            if event.health_code is not None:
+                self.observe_colour(event.health_code, event.occurred_at)
 
-    def state(self, now: datetime) -> LoopState:
-        ahead = [deadline for deadline, _ in self.overdue_deadlines() if deadline >= now]
+    def alerts(self) -> tuple[Alert, ...]:
         open_alerts = [Alert(kind, raised_at) for kind, raised_at in self.opened.items()]
-        alerts = tuple(sorted(self.history + open_alerts, key=_alert_order))
+        return tuple(sorted(self.history + open_alerts, key=_alert_order))
+
+    def state(self, now: datetime, alerts: tuple[Alert, ...] | None = None) -> LoopState:
+        """The state at ``now``; ``alerts`` replaces the fold's own (once reconciled)."""
+        ahead = [deadline for deadline, _ in self.overdue_deadlines() if deadline >= now]
+        if alerts is None:
+            alerts = self.alerts()
         open_kinds = self.opened.keys()
         if any(kind in HEALTH_ALERTS for kind in open_kinds):
             status = Status.HELD
@@ -373,6 +376,10 @@ class _Fold:
             checked_in_enterprise_id=self.checked_in_enterprise_id,
             next_deadline=min(ahead, default=None),
         )
+
+
+def _order_key(event: Scan | HealthCodeUpdate) -> tuple[datetime, int, str]:
+    return event.order_key
 
 
 def _alert_order(alert: Alert) -> tuple[datetime, str]:
@@ -399,15 +406,17 @@ def decide(
     events: list[Scan | HealthCodeUpdate] = [*unique.values(), *set(updates)]
     events.sort(key=lambda event: event.order_key)
     fold = _Fold(assignment, trip_etas or {}, rules)
-    for event in events:
-        fold.pass_time(_event_time(event))
-        fold.apply(event)
+    fold.fold(events)
     fold.pass_time(now)
     return fold.state(now)
 
 
-def _event_time(event: Scan | HealthCodeUpdate) -> datetime:
-    return event.as_of if isinstance(event, HealthCodeUpdate) else event.occurred_at
+_CHECKS = {
+    Kind.DEPARTURE_CHECK: _Fold.departure_check,
+    Kind.BOARDING: _Fold.boarding,
+    Kind.ARRIVAL_CHECK: _Fold.arrival_check,
+    Kind.CHECKIN: _Fold.checkin,
+}
 
 
 def reconcile_alerts(
@@ -478,15 +487,19 @@ def apply(
         if scan.scan_id not in seen:
             seen.add(scan.scan_id)
             applied.append(scan)
-    all_scans = tuple(sorted((*history.scans, *applied), key=lambda scan: scan.order_key))
-    all_updates = tuple(
-        sorted(set(history.updates) | set(updates), key=lambda update: update.order_key)
+    all_scans = tuple(sorted((*history.scans, *applied), key=_order_key))
+    updates = tuple(updates)
+    all_updates = (
+        tuple(sorted(set(history.updates) | set(updates), key=_order_key))
+        if updates
+        else history.updates
     )
-    decided = decide(
-        all_scans, all_updates, now=now, assignment=assignment, trip_etas=trip_etas, rules=rules
-    )
-    alerts = reconcile_alerts(history.alerts, decided.alerts, now=now)
-    state = replace(decided, alerts=alerts)
+    # The same fold as ``decide`` (the scans are unique and sorted already).
+    fold = _Fold(assignment, trip_etas or {}, rules)
+    fold.fold(sorted((*all_scans, *all_updates), key=_order_key) if all_updates else all_scans)
+    fold.pass_time(now)
+    alerts = reconcile_alerts(history.alerts, fold.alerts(), now=now)
+    state = fold.state(now, alerts)
     before = {alert.identity: alert for alert in history.alerts}
     # Every alert new to the history counts as raised, even one that event
     # order already closed (a fever and its passing recheck in one batch).

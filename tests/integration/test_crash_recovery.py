@@ -44,20 +44,29 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     bodies = [body for _ in range(WORKERS) for body in four_scans(random_id_number())]
     delivered = bodies + rng.sample(bodies, len(bodies) // 10)  # ~10 % duplicates
     rng.shuffle(delivered)  # and thoroughly out of order
-    futures = [
-        await producer.send(topics.INPUT_TOPICS[body["kind"]], orjson.dumps(body))
-        for body in delivered
-    ]
-    await asyncio.gather(*futures)
     refs = sorted({pseudonymiser.worker_ref(body["id_number"]) for body in bodies})
     unique_scans = len(bodies)
 
+    async def produce(part: list[dict[str, object]]) -> None:
+        futures = [
+            await producer.send(topics.INPUT_TOPICS[str(body["kind"])], orjson.dumps(body))
+            for body in part
+        ]
+        await asyncio.gather(*futures)
+
+    # Delivered in four parts, each after a kill: whatever the tracker's speed, every
+    # kill lands with input still to come. Each kill waits for part of what has been
+    # delivered so far to be applied (the first 30 % of deliveries hold over 25 % of
+    # the distinct scans, the first 60 % over 50 %, the first 90 % over 75 %).
+    cut = [0, len(delivered) * 3 // 10, len(delivered) * 6 // 10, len(delivered) * 9 // 10]
+    parts = [delivered[a:b] for a, b in zip(cut, [*cut[1:], len(delivered)], strict=True)]
+    await produce(parts[0])
     # Small batches, so that the kills land between and inside many transactions.
     env = server_env(servers, RETURNLOOP_BATCH_MAX_RECORDS="200")
     tracker = ServiceProcess(["tracker"], env, tmp_path / "tracker.log").start()
     kills = []
     try:
-        for fraction in (0.15, 0.45, 0.75):
+        for fraction, part in zip((0.15, 0.4, 0.65), parts[1:], strict=True):
             deadline = time.monotonic() + 120
             while await _applied(pool, refs) < unique_scans * fraction:
                 assert tracker.running, tracker.log_tail()
@@ -65,6 +74,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
                 await asyncio.sleep(0.05)
             tracker.kill()
             kills.append(await _applied(pool, refs))
+            await produce(part)
             tracker = ServiceProcess(["tracker"], env, tmp_path / "tracker.log").start()
         deadline = time.monotonic() + 180
         while await _applied(pool, refs) < unique_scans:
