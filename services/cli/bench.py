@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -105,6 +105,20 @@ TABLE: list[tuple[str, str, str, str | None, tuple[str, float] | None]] = [
         "faust_transaction",
         None,
     ),
+    (
+        "tracker warm, one process (first send to last applied)",
+        "tracker_warm_one",
+        "scans/s",
+        "consume_limit",
+        (">=", 20_000),
+    ),
+    (
+        "tracker warm, two processes in one group",
+        "tracker_warm_two",
+        "scans/s",
+        "tracker_warm_one",
+        None,
+    ),
     ("limit: aiokafka consume + orjson decode", "consume_limit", "msgs/s", None, None),
     ("limit: COPY into an UNLOGGED table", "copy_unlogged", "rows/s", None, None),
     ("limit: COPY into a logged table", "copy_logged", "rows/s", None, None),
@@ -136,6 +150,7 @@ BASELINE_NAMES = {
     "copy_logged": "COPY logged",
     "faust_transaction": "Faust 1 tx/scan",
     "tracker_steady": "tracker",
+    "tracker_warm_one": "one process",
 }
 
 
@@ -344,8 +359,8 @@ async def applied_count(pool: asyncpg.Pool) -> int:
 
 async def measure_tracker(
     pool: asyncpg.Pool,
-    tracker: subprocess.Popen[bytes],
-    log_path: Path,
+    trackers: Sequence[subprocess.Popen[bytes]],
+    log_paths: Sequence[Path],
     *,
     started: float,
     before: int,
@@ -363,14 +378,51 @@ async def measure_tracker(
             bar.update(done - bar.n)
             if done >= expected:
                 break
-            if tracker.poll() is not None:
-                raise RuntimeError(f"the tracker exited:\n{log_tail(log_path)}")
+            for tracker, log_path in zip(trackers, log_paths, strict=True):
+                if tracker.poll() is not None:
+                    raise RuntimeError(f"a tracker exited:\n{log_tail(log_path)}")
             if now - started > timeout_s:
                 raise RuntimeError(f"{done}/{expected} scans applied after {timeout_s} s")
             await asyncio.sleep(1.0)  # count(*) is not free: it competes with the tracker
     finished = time.perf_counter()
     assert first_at is not None
     return expected / (finished - started), expected / max(1e-6, finished - first_at)
+
+
+async def warm_drain(
+    bootstrap: str,
+    pool: asyncpg.Pool,
+    trackers: Sequence[subprocess.Popen[bytes]],
+    logs: Sequence[Path],
+    wave: Wave,
+    *,
+    warm_up: Wave,
+    pseudonymiser: Pseudonymiser,
+) -> float:
+    """Scans/s of running trackers, from the first send of ``wave`` to its last scan applied.
+
+    ``warm_up`` is applied first, so every consumer has joined its group and
+    start-up is not counted; the wave is then produced while the trackers
+    consume it (both stages busy at once, as in service).
+    """
+    store = ReadsAndManifests(pool)
+    for each in (warm_up, wave):
+        await store.upsert_manifest(*manifest_rows(each, pseudonymiser))
+    for each in (warm_up, wave):
+        expected = len({body["scan_id"] for body in each.scans})
+        before = await applied_count(pool)
+        started = time.perf_counter()
+        await produce_all(bootstrap, input_messages(each, pseudonymiser))
+        rate, _ = await measure_tracker(
+            pool,
+            trackers,
+            logs,
+            started=started,
+            before=before,
+            expected=expected,
+            timeout_s=max(600, expected / 200),
+        )
+    return rate
 
 
 async def measure_latency(
@@ -383,8 +435,8 @@ async def measure_latency(
 ) -> dict[str, float]:
     """Offer ``messages`` at ``rate``/s; per scan, the time from send until it is visible.
 
-    Visible: a poll every 50 ms by scan_id sees the committed row (an upper bound,
-    by up to a poll). ``applied_at`` is PostgreSQL's now(), the transaction's start
+    Visible: a poll every 10 ms by scan_id sees the committed row (an upper bound,
+    by up to a poll and its query). ``applied_at`` is PostgreSQL's now(), the transaction's start
     (a lower bound: the commit comes after the batch's work).
     """
     producer = new_producer(bootstrap, linger_ms=2)
@@ -408,7 +460,7 @@ async def measure_latency(
                 for row in rows:
                     seen[row["scan_id"]] = now
                     del pending[row["scan_id"]]
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
 
     poller = asyncio.create_task(poll())
     futures = []
@@ -834,8 +886,8 @@ async def run(
                 async def drain() -> None:
                     e2e, steady = await measure_tracker(
                         pool,
-                        tracker,
-                        tracker_log,
+                        [tracker],
+                        [tracker_log],
                         started=started,
                         before=before,
                         expected=unique,
@@ -861,9 +913,47 @@ async def run(
                     results.figures.update(figures)
 
                 await attempt(results, "latency", latency)
+
+                step("tracker, warm: one process, a wave sent while it runs")
+
+                async def warm_one() -> None:
+                    rate = await warm_drain(
+                        servers.kafka_bootstrap,
+                        pool,
+                        [tracker],
+                        [tracker_log],
+                        wave_of(max(1000, workers // 2), seed=seed + 3, now=now),
+                        warm_up=wave_of(200, seed=seed + 4, now=now),
+                        pseudonymiser=pseudonymiser,
+                    )
+                    results.set("tracker_warm_one", rate)
+
+                await attempt(results, "tracker_warm_one", warm_one)
             finally:
                 stop(tracker)
         results.set("tracker_peak_rss_mb", rss.peak_bytes / 1024 / 1024)
+
+        step("tracker, warm: two processes in one consumer group (the second core)")
+
+        async def warm_two() -> None:
+            logs = [work_dir / f"tracker-{n}.log" for n in (1, 2)]
+            pair = [spawn(["services.cli", "tracker"], env, log) for log in logs]
+            try:
+                rate = await warm_drain(
+                    servers.kafka_bootstrap,
+                    pool,
+                    pair,
+                    logs,
+                    wave_of(max(1000, workers // 2), seed=seed + 5, now=now),
+                    warm_up=wave_of(200, seed=seed + 6, now=now),
+                    pseudonymiser=pseudonymiser,
+                )
+            finally:
+                for process in pair:
+                    stop(process)
+            results.set("tracker_warm_two", rate)
+
+        await attempt(results, "tracker_warm_two", warm_two)
         if tracker_only:
             return results
 
