@@ -38,7 +38,8 @@ class ApiContext:
     id_cipher: IdNumberCipher | None = None
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    # async: FastAPI would run a plain ``def`` dependency in a worker thread per request.
     context: ApiContext = request.app.state.context
     return context
 

@@ -124,6 +124,8 @@ def api() -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
+        loop="uvloop",
+        http="httptools",
     )
 
 

@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 Message = tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]
+# Fewer messages than this go through send(), more into batches of their own.
+SMALL_PUBLISH = 64
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -88,9 +90,19 @@ class KafkaPublisher:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         if not messages:
             return
+        if len(messages) < SMALL_PUBLISH:
+            # A few messages (an API request's): send() appends them to the batch
+            # other callers are filling, so concurrent requests share produce
+            # requests; a batch of its own per call would queue behind the others.
+            sent = [
+                await self._producer.send(topic, value=value, key=key, headers=headers)
+                for key, value, headers in messages
+            ]
+            await asyncio.gather(*sent)
+            return
         count = len(await self._producer.partitions_for(topic))
         batches: dict[int, BatchBuilder] = {}
-        sent: list[asyncio.Future[object]] = []
+        batches_sent: list[asyncio.Future[object]] = []
         for key, value, headers in messages:
             if key is None:
                 partition = next(self._round_robin) % count
@@ -101,7 +113,9 @@ class KafkaPublisher:
                 batch = batches[partition] = self._producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
                 # Full: send it, and start the partition's next batch with this message.
-                sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+                batches_sent.append(
+                    await self._producer.send_batch(batch, topic, partition=partition)
+                )
                 batch = batches[partition] = self._producer.create_batch()
                 if (
                     batch.append(key=key, value=value, timestamp=None, headers=headers or [])
@@ -109,8 +123,8 @@ class KafkaPublisher:
                 ):
                     raise ValueError(f"a message of {len(value):,} bytes exceeds the batch size")
         for partition, batch in batches.items():
-            sent.append(await self._producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*sent)
+            batches_sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*batches_sent)
 
     async def reachable(self) -> bool:
         """Whether the broker answers a metadata request within two seconds."""
