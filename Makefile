@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint check-deploy format bench clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint check-deploy format bench bench-ci clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ test-faults: $(STAMP)  ## faults mid-stream (kills, broker and PostgreSQL restar
 BENCH_WORKERS ?= 100000
 bench: $(STAMP)  ## throughput, latency, limits and baselines in one run (docs/PERFORMANCE.md); not a test
 	$(BIN)/python -m services.cli.bench --workers $(BENCH_WORKERS)
+
+bench-ci: $(STAMP)  ## a small bench (5,000 workers) as CI runs it, on the servers RETURNLOOP_* point at
+	$(BIN)/python -m services.cli.bench --workers 5000 --latency-seconds 10 --api-seconds 5 --out bench-results/bench-ci.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
