@@ -86,10 +86,10 @@ class BatchConsumer:
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             # How long a broker may hold a fetch that found nothing new. Apache
-            # Kafka answers as soon as a record is there anyway; Tansu holds the
-            # fetch for the whole wait, so the default 500 ms was added to every
-            # hop's latency (two hops per scan: intake, then apply). Shorter
-            # waits measured worse: more empty fetches for both to answer.
+            # Kafka answers as soon as a record is there anyway; on Tansu the
+            # default 500 ms showed in every hop's latency (two hops per scan:
+            # intake, then apply): p50 557 -> 92 ms in the bench. Shorter waits
+            # measured worse: more empty fetches for both to answer.
             fetch_max_wait_ms=50,
         )
         await consumer.start()
