@@ -117,7 +117,9 @@ _COLOURS = {colour.value: colour for colour in HealthCode}
 # A batch's scans and states are COPYed (binary, typed column by column in C)
 # into these per-session staging tables, then merged in one statement each:
 # asyncpg encodes a typed array parameter element by element in Python, which
-# costs more than the statement itself for a few thousand rows.
+# costs more than the statement itself for a few thousand rows. Each table is
+# filled at most once per transaction (one ``record_scans``, one ``save``) and
+# emptied by the commit or the rollback.
 _STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS scan_batch
     (LIKE applied_scans INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
