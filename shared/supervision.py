@@ -85,6 +85,61 @@ def _alert(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+# Rosters counted from workers and loop_state, never the scan log; ``match``
+# selects one enterprise ("= $1") or all ("IS NOT NULL"). An enterprise is
+# listed when the manifest names it or a worker checked in there.
+_ROSTERS = """
+    WITH manifest AS (
+        SELECT w.enterprise_id, count(*) AS expected,
+               count(*) FILTER (WHERE s.departed) AS departed,
+               count(*) FILTER (
+                   WHERE s.boarded_trip_id IS NOT NULL AND NOT s.arrived) AS in_transit,
+               count(*) FILTER (WHERE s.arrived) AS arrived,
+               count(*) FILTER (WHERE s.status = 'held') AS held,
+               count(*) FILTER (WHERE s.status = 'broken') AS broken
+        FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+        WHERE w.enterprise_id {match}
+        GROUP BY w.enterprise_id
+    ), on_post AS (
+        SELECT checked_in_enterprise_id AS enterprise_id, count(*) AS checked_in
+        FROM loop_state WHERE checked_in_enterprise_id {match}
+        GROUP BY checked_in_enterprise_id
+    ), listed AS (
+        SELECT enterprise_id FROM enterprises WHERE enterprise_id {match}
+        UNION SELECT enterprise_id FROM manifest
+        UNION SELECT enterprise_id FROM on_post
+    )
+    SELECT l.enterprise_id, e.name, coalesce(e.shortage, 0) AS shortage,
+           coalesce(m.expected, 0) AS expected, coalesce(m.departed, 0) AS departed,
+           coalesce(m.in_transit, 0) AS in_transit, coalesce(m.arrived, 0) AS arrived,
+           coalesce(m.held, 0) AS held, coalesce(m.broken, 0) AS broken,
+           coalesce(p.checked_in, 0) AS checked_in
+    FROM listed l
+    LEFT JOIN enterprises e USING (enterprise_id)
+    LEFT JOIN manifest m USING (enterprise_id)
+    LEFT JOIN on_post p USING (enterprise_id)
+    ORDER BY l.enterprise_id
+"""
+
+
+def _roster(row: asyncpg.Record) -> dict[str, Any]:
+    expected: int = row["expected"]
+    checked_in: int = row["checked_in"]
+    return {
+        "enterprise_id": row["enterprise_id"],
+        "name": row["name"],
+        "expected": expected,
+        "departed": row["departed"],
+        "in_transit": row["in_transit"],
+        "arrived": row["arrived"],
+        "checked_in": checked_in,
+        "held": row["held"],
+        "broken": row["broken"],
+        "on_post_ratio": checked_in / expected if expected else 0.0,
+        "shortage": row["shortage"],
+    }
+
+
 class SupervisorReads:
     """Rosters, trip tables and alerts for supervisors, and acknowledging an alert."""
 
@@ -93,101 +148,20 @@ class SupervisorReads:
 
     async def roster(self, enterprise_id: str) -> dict[str, Any] | None:
         """The contract's roster of one enterprise; ``None`` when nothing refers to it."""
-        row = await self.pool.fetchrow(
-            """
-            SELECT e.enterprise_id IS NOT NULL AS listed, coalesce(e.shortage, 0) AS shortage,
-                   m.expected, m.departed, m.in_transit, m.arrived, m.held, m.broken,
-                   (SELECT count(*) FROM loop_state
-                    WHERE checked_in_enterprise_id = $1) AS checked_in
-            FROM (
-                SELECT count(*) AS expected,
-                       count(*) FILTER (WHERE s.departed) AS departed,
-                       count(*) FILTER (
-                           WHERE s.boarded_trip_id IS NOT NULL AND NOT s.arrived) AS in_transit,
-                       count(*) FILTER (WHERE s.arrived) AS arrived,
-                       count(*) FILTER (WHERE s.status = 'held') AS held,
-                       count(*) FILTER (WHERE s.status = 'broken') AS broken
-                FROM workers w LEFT JOIN loop_state s USING (worker_ref)
-                WHERE w.enterprise_id = $1
-            ) m
-            LEFT JOIN enterprises e ON e.enterprise_id = $1
-            """,
-            enterprise_id,
-        )
-        assert row is not None  # an aggregate always yields one row
-        if not row["listed"] and not row["expected"] and not row["checked_in"]:
+        row = await self.pool.fetchrow(_ROSTERS.format(match="= $1"), enterprise_id)
+        if row is None:
             return None
-        expected: int = row["expected"]
-        checked_in: int = row["checked_in"]
-        return {
-            "enterprise_id": enterprise_id,
-            "expected": expected,
-            "departed": row["departed"],
-            "in_transit": row["in_transit"],
-            "arrived": row["arrived"],
-            "checked_in": checked_in,
-            "held": row["held"],
-            "broken": row["broken"],
-            "on_post_ratio": checked_in / expected if expected else 0.0,
-            "shortage": row["shortage"],
-        }
+        body = _roster(row)
+        del body["name"]  # the contract's roster has no name; the list shows it
+        return body
 
     async def rosters(self) -> list[dict[str, Any]]:
         """Every enterprise's roster (as ``roster``) with its name, in one set-based read.
 
         An enterprise is listed when the manifest names it or a worker checked in
-        there, as ``roster`` finds it; ordered by ``enterprise_id``.
+        there; ordered by ``enterprise_id``.
         """
-        rows = await self.pool.fetch(
-            """
-            WITH manifest AS (
-                SELECT w.enterprise_id, count(*) AS expected,
-                       count(*) FILTER (WHERE s.departed) AS departed,
-                       count(*) FILTER (
-                           WHERE s.boarded_trip_id IS NOT NULL AND NOT s.arrived) AS in_transit,
-                       count(*) FILTER (WHERE s.arrived) AS arrived,
-                       count(*) FILTER (WHERE s.status = 'held') AS held,
-                       count(*) FILTER (WHERE s.status = 'broken') AS broken
-                FROM workers w LEFT JOIN loop_state s USING (worker_ref)
-                WHERE w.enterprise_id IS NOT NULL
-                GROUP BY w.enterprise_id
-            ), on_post AS (
-                SELECT checked_in_enterprise_id AS enterprise_id, count(*) AS checked_in
-                FROM loop_state WHERE checked_in_enterprise_id IS NOT NULL
-                GROUP BY checked_in_enterprise_id
-            ), listed AS (
-                SELECT enterprise_id FROM enterprises
-                UNION SELECT enterprise_id FROM manifest
-                UNION SELECT enterprise_id FROM on_post
-            )
-            SELECT l.enterprise_id, e.name, coalesce(e.shortage, 0) AS shortage,
-                   coalesce(m.expected, 0) AS expected, coalesce(m.departed, 0) AS departed,
-                   coalesce(m.in_transit, 0) AS in_transit, coalesce(m.arrived, 0) AS arrived,
-                   coalesce(m.held, 0) AS held, coalesce(m.broken, 0) AS broken,
-                   coalesce(p.checked_in, 0) AS checked_in
-            FROM listed l
-            LEFT JOIN enterprises e USING (enterprise_id)
-            LEFT JOIN manifest m USING (enterprise_id)
-            LEFT JOIN on_post p USING (enterprise_id)
-            ORDER BY l.enterprise_id
-            """
-        )
-        return [
-            {
-                "enterprise_id": row["enterprise_id"],
-                "name": row["name"],
-                "expected": row["expected"],
-                "departed": row["departed"],
-                "in_transit": row["in_transit"],
-                "arrived": row["arrived"],
-                "checked_in": row["checked_in"],
-                "held": row["held"],
-                "broken": row["broken"],
-                "on_post_ratio": row["checked_in"] / row["expected"] if row["expected"] else 0.0,
-                "shortage": row["shortage"],
-            }
-            for row in rows
-        ]
+        return [_roster(row) for row in await self.pool.fetch(_ROSTERS.format(match="IS NOT NULL"))]
 
     async def trips(self, *, with_missing_only: bool = False) -> list[dict[str, Any]]:
         """Every trip's counts (as ``trip``, with ``missing`` counted), in one set-based read.
