@@ -445,9 +445,6 @@ class WorkerHistory:
     updates: tuple[HealthCodeUpdate, ...] = ()
     alerts: tuple[Alert, ...] = ()
 
-    def knows(self, scan_id: str) -> bool:
-        return any(scan.scan_id == scan_id for scan in self.scans)
-
 
 @dataclass(frozen=True)
 class Transition:
