@@ -137,6 +137,13 @@ class LoopUnitOfWork:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self._staged = False
+
+    async def _stage(self) -> None:
+        """Make sure this session's staging tables exist (once a transaction)."""
+        if not self._staged:
+            await self.connection.execute(_STAGING)
+            self._staged = True
 
     async def lock_workers(self, workers: dict[str, str]) -> dict[str, WorkerAssignment]:
         """Create missing worker rows, then lock all of them (in key order: no deadlocks)."""
@@ -188,7 +195,7 @@ class LoopUnitOfWork:
             )
             for item in accepted
         ]
-        await self.connection.execute(_STAGING)
+        await self._stage()
         await self.connection.copy_records_to_table(
             "scan_batch", records=rows, columns=_SCAN_COLUMNS.split(", ")
         )
@@ -305,7 +312,7 @@ class LoopUnitOfWork:
         """Upsert loop states and their alerts (set-based: one statement each)."""
         if not saved:
             return
-        await self.connection.execute(_STAGING)
+        await self._stage()
         await self.connection.copy_records_to_table(
             "state_batch",
             records=[
