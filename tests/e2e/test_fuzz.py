@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from services.api.app import create_app
 from shared.settings import Settings
-from tests.support.processes import ServiceProcess, free_port, wait_until_ready
+from tests.support.processes import free_port, served_api
 from tests.support.servers import Servers, server_env
 
 pytestmark = pytest.mark.fuzz
@@ -47,13 +47,8 @@ def fuzzed_api(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> It
     port = free_port()
     env = server_env(servers, RETURNLOOP_API_PORT=str(port), RETURNLOOP_RATE_LIMIT_PER_MINUTE="0")
     log: Path = tmp_path_factory.mktemp("fuzzed-api") / "api.log"
-    api = ServiceProcess(["api"], env, log).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, api)
+    with served_api(env, log) as url:
         yield url
-    finally:
-        api.stop()
 
 
 @pytest.fixture(scope="session")

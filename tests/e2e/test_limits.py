@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningSystem
-from tests.support.processes import ServiceProcess, free_port, wait_until_ready
+from tests.support.processes import free_port, served_api
 from tests.support.servers import Servers, server_env
 
 pytestmark = pytest.mark.e2e
@@ -30,13 +30,8 @@ def limited_api(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> I
         RETURNLOOP_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
     )
     log: Path = tmp_path_factory.mktemp("limited-api") / "api.log"
-    api = ServiceProcess(["api"], env, log).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, api)
+    with served_api(env, log) as url:
         yield url
-    finally:
-        api.stop()
 
 
 @pytest.fixture

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -76,3 +78,15 @@ def wait_until_ready(url: str, service: ServiceProcess, timeout: float = 60.0) -
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} not ready in {timeout} s:\n{service.log_tail()}")
+
+
+@contextlib.contextmanager
+def served_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """An API process on ``RETURNLOOP_API_PORT`` of ``env``, ready; yields its URL."""
+    api = ServiceProcess(["api"], env, log_path).start()
+    url = f"http://127.0.0.1:{env['RETURNLOOP_API_PORT']}"
+    try:
+        wait_until_ready(url, api)
+        yield url
+    finally:
+        api.stop()
