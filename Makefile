@@ -44,10 +44,10 @@ test-faults: $(STAMP)  ## faults mid-stream (kills, broker and PostgreSQL restar
 
 BENCH_WORKERS ?= 100000
 bench: $(STAMP)  ## throughput, latency, limits and baselines in one run (docs/PERFORMANCE.md); not a test
-	$(BIN)/python -m services.cli.bench --workers $(BENCH_WORKERS)
+	$(BIN)/python -m tests.bench.bench --workers $(BENCH_WORKERS)
 
 bench-ci: $(STAMP)  ## a small bench (5,000 workers) as CI runs it, on the servers RETURNLOOP_* point at
-	$(BIN)/python -m services.cli.bench --workers 5000 --latency-seconds 10 --api-seconds 5 --out bench-results/bench-ci.json
+	$(BIN)/python -m tests.bench.bench --workers 5000 --latency-seconds 10 --api-seconds 5 --out bench-results/bench-ci.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

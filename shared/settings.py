@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.domain.model import Rules
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "changethis", ""})
 
@@ -121,3 +124,12 @@ def resolve_worker_ref_key(settings: Settings) -> bytes:
             "backup, or delete it only if no worker_ref made with it must stay valid"
         )
     return key
+
+
+def rules_from(settings: Settings) -> Rules:
+    """The domain's thresholds as configured."""
+    return Rules(
+        fever_threshold_c=settings.fever_threshold_c,
+        arrival_grace=timedelta(hours=settings.arrival_grace_hours),
+        checkin_window=timedelta(hours=settings.checkin_window_hours),
+    )

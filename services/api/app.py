@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, Histogram
 
@@ -28,15 +29,18 @@ from services.api.routes import (
     ui,
     workers,
 )
-from services.tracker.publisher import KafkaPublisher
-from shared.domain.model import Rules
+from shared.adapters.kafka.publisher import KafkaPublisher
+from shared.adapters.metrics import Metrics, replace_gauge_values
+from shared.adapters.postgres.links import LinkStore
+from shared.adapters.postgres.manifests import ManifestStore
+from shared.adapters.postgres.pool import create_pool
+from shared.adapters.postgres.read_model import LoopReadModel
+from shared.adapters.postgres.supervision import ROSTER_STATES, SupervisorReads
+from shared.adapters.postgres.tokens import TokenStore
 from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
-from shared.linkage import LinkStore
-from shared.metrics import Metrics, replace_gauge_values
-from shared.postgres import ReadsAndManifests, create_pool
-from shared.settings import Settings, resolve_worker_ref_key
-from shared.supervision import SupervisorReads
+from shared.service_layer.ports import Publisher
+from shared.settings import Settings, resolve_worker_ref_key, rules_from
 
 logger = logging.getLogger(__name__)
 
@@ -44,28 +48,66 @@ DATABASE_GAUGES_REFRESH_S = 5.0
 
 
 async def _refresh_gauges(context: ApiContext) -> None:
-    """Keep the gauges read from PostgreSQL (workers, open alerts, enterprises) current."""
-    metrics, store = context.metrics, context.store
+    """Keep the gauges read from PostgreSQL (workers, open alerts, enterprises) current.
+
+    The enterprise gauge comes from the same roster query the API serves.
+    """
+    metrics, read_model = context.metrics, context.read_model
     while True:
         try:
-            workers = await store.workers_by_stage_status()
-            open_alerts = await store.open_alerts_by_kind()
-            enterprises = await store.enterprise_counts()
+            workers = await read_model.workers_by_stage_status()
+            open_alerts = await read_model.open_alerts_by_kind()
+            rosters = await context.supervision.rosters()
             replace_gauge_values(
                 metrics.workers, {(stage, status): n for stage, status, n in workers}
             )
             replace_gauge_values(metrics.open_alerts, {(kind,): n for kind, n in open_alerts})
             replace_gauge_values(
                 metrics.enterprise_workers,
-                {(enterprise_id, state): n for enterprise_id, state, n in enterprises},
+                {
+                    (roster["enterprise_id"], state): roster[state]
+                    for roster in rosters
+                    for state in ROSTER_STATES
+                },
             )
         except Exception:
             logger.warning("could not refresh the gauges read from PostgreSQL", exc_info=True)
         await asyncio.sleep(DATABASE_GAUGES_REFRESH_S)
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
-    """The API application; adapters are built in its lifespan from ``settings``."""
+def bootstrap(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    metrics: Metrics,
+    id_cipher: IdNumberCipher | None,
+) -> ApiContext:
+    """Everything the routes use, wired to the pool and publisher passed in."""
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    pseudonymiser = Pseudonymiser(resolve_worker_ref_key(settings))
+    return ApiContext(
+        read_model=LoopReadModel(pool),
+        manifests=ManifestStore(pool),
+        publisher=publisher,
+        pseudonymiser=pseudonymiser,
+        links=LinkStore(pool, pseudonymiser),
+        authority=TokenAuthority(TokenStore(pool), admin),
+        metrics=metrics,
+        rules=rules_from(settings),
+        supervision=SupervisorReads(pool),
+        rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        id_cipher=id_cipher,
+    )
+
+
+def create_app(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    *,
+    publisher: Publisher | None = None,
+) -> FastAPI:
+    """The API application; its lifespan connects the adapters (``publisher`` if given)."""
     registry = registry or CollectorRegistry()
     id_cipher = IdNumberCipher.from_settings(settings)  # a bad key fails here, at start
     metrics = Metrics(registry)
@@ -78,39 +120,34 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        assert settings.database_url and settings.kafka_bootstrap, "servers must be configured"
-        pool = await create_pool(settings.database_url, max_size=10)
-        publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-api")
-        await publisher.start()
-        store = ReadsAndManifests(pool)
-        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-        pseudonymiser = Pseudonymiser(resolve_worker_ref_key(settings))
-        context = ApiContext(
-            store=store,
-            publisher=publisher,
-            pseudonymiser=pseudonymiser,
-            links=LinkStore(pool, pseudonymiser),
-            authority=TokenAuthority(store, admin),
-            metrics=metrics,
-            rules=Rules(fever_threshold_c=settings.fever_threshold_c),
-            supervision=SupervisorReads(pool),
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-            id_cipher=id_cipher,
-        )
-        app.state.context = context
-        refresher = asyncio.create_task(_refresh_gauges(context))
-        # Everything built so far lives as long as the process: keep the cyclic
-        # collector from walking it again and again (its pauses are tail latency).
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            await publisher.stop()
-            await pool.close()
+        assert settings.database_url, "PostgreSQL must be configured"
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await create_pool(settings.database_url, max_size=10)
+            stack.push_async_callback(pool.close)
+            if publisher is None:
+                assert settings.kafka_bootstrap, "Kafka must be configured"
+                kafka = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-api")
+                await kafka.start()
+                stack.push_async_callback(kafka.stop)
+            context = bootstrap(
+                settings,
+                pool=pool,
+                publisher=publisher or kafka,
+                metrics=metrics,
+                id_cipher=id_cipher,
+            )
+            app.state.context = context
+            refresher = asyncio.create_task(_refresh_gauges(context))
+            # Everything built so far lives as long as the process: keep the cyclic
+            # collector from walking it again and again (its pauses are tail latency).
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
 
     app = FastAPI(
         title="returnloop",

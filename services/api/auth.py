@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from services.api.errors import ApiError
-from shared.postgres import ReadsAndManifests
+from shared.adapters.postgres.tokens import TokenStore
 
 
 class Role(StrEnum):
@@ -70,7 +70,7 @@ BOOTSTRAP_ACTOR = "admin:bootstrap-token"
 class TokenAuthority:
     """Checks bearer tokens: the bootstrap admin token, or an issued one."""
 
-    def __init__(self, store: ReadsAndManifests, admin_token: str | None) -> None:
+    def __init__(self, store: TokenStore, admin_token: str | None) -> None:
         self.store = store
         self.admin_token = admin_token
 

@@ -11,22 +11,24 @@ from fastapi import Depends, Header, Request
 from services.api.auth import BOOTSTRAP_ACTOR, Principal, Role, TokenAuthority
 from services.api.errors import ApiError
 from services.api.limits import RateLimiter
-from services.tracker.publisher import KafkaPublisher
+from shared.adapters.metrics import Metrics
+from shared.adapters.postgres.links import LinkStore
+from shared.adapters.postgres.manifests import ManifestStore
+from shared.adapters.postgres.read_model import LoopReadModel
+from shared.adapters.postgres.supervision import SupervisorReads
 from shared.domain.model import Rules
 from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
-from shared.linkage import LinkStore
-from shared.metrics import Metrics
-from shared.postgres import ReadsAndManifests
-from shared.supervision import SupervisorReads
+from shared.service_layer.ports import Publisher
 
 
 @dataclass
 class ApiContext:
     """Everything the routes use, built once by ``services.api.app.bootstrap``."""
 
-    store: ReadsAndManifests
-    publisher: KafkaPublisher
+    read_model: LoopReadModel
+    manifests: ManifestStore
+    publisher: Publisher
     pseudonymiser: Pseudonymiser
     authority: TokenAuthority
     metrics: Metrics

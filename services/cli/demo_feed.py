@@ -12,10 +12,9 @@ import httpx
 from tqdm import tqdm
 
 from services.cli.demo import build_wave
-from services.tracker.main import rules_from
+from shared.adapters.postgres.pool import create_pool
 from shared.identity import Pseudonymiser
-from shared.postgres import create_pool
-from shared.settings import Settings
+from shared.settings import Settings, rules_from
 
 BATCH = 500
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shared import topics
-from shared.dead_letters import (
+from shared.service_layer.dead_letters import (
     BadDeadLetterId,
     DeadLetterId,
     NotReplayable,
@@ -28,7 +28,7 @@ from shared.dead_letters import (
     preview,
     replay_topic,
 )
-from shared.messages import DeadLetter
+from shared.service_layer.messages import DeadLetter
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def _source(letter: DeadLetter) -> str:
 
 
 def _replayed(database_url: str, letter_ids: list[DeadLetterId]) -> dict[DeadLetterId, datetime]:
-    from shared.replay_ledger import ReplayLedger
+    from shared.adapters.postgres.replay_ledger import ReplayLedger
 
     async def fetch() -> dict[DeadLetterId, datetime]:
         ledger = await ReplayLedger.connect(database_url)
@@ -369,7 +369,7 @@ async def _replay(
     from kafka import KafkaProducer
     from tqdm import tqdm
 
-    from shared.replay_ledger import ReplayLedger
+    from shared.adapters.postgres.replay_ledger import ReplayLedger
 
     report = ReplayReport([], [], [])
     ledger = await ReplayLedger.connect(database_url)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.db import migrate
-from shared.kafka_admin import ensure_topics
+from shared.adapters.kafka.admin import ensure_topics
+from shared.adapters.postgres.schema import migrate
 from shared.settings import Settings, resolve_worker_ref_key
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _admin_token(settings: Settings) -> str:
 def _spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", command],
+            [sys.executable, "-m", f"services.{command}"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

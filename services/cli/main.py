@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -70,6 +71,13 @@ def up(
     raise typer.Exit(code)
 
 
+def _run_service(module: str, *arguments: str) -> None:
+    """Replace this process with a service's own entrypoint (``python -m services.X``)."""
+    settings = _settings()
+    _require_servers(settings)
+    os.execv(sys.executable, [sys.executable, "-m", module, *arguments])
+
+
 @cli.command()
 def tracker(
     engine: Annotated[
@@ -77,62 +85,22 @@ def tracker(
     ] = "faust",
 ) -> None:
     """Run the tracker stream processors."""
-    settings = _settings()
-    _require_servers(settings)
-    configure_logging("tracker", settings.log_level)
-    try:
-        if engine == "asyncio":
-            from prometheus_client import CollectorRegistry
-
-            from services.tracker.main import TrackerProcess, serve_metrics
-
-            registry = CollectorRegistry()
-            serve_metrics(settings, registry)
-            asyncio.run(TrackerProcess(settings, registry).run())
-        elif engine == "faust":
-            from services.tracker.app import run_faust_worker
-
-            run_faust_worker(settings)
-        else:
-            typer.echo("returnloop: --engine takes faust or asyncio", err=True)
-            raise typer.Exit(2)
-    except SettingsError as error:
-        typer.echo(f"returnloop: {error}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        pass
+    if engine not in ("faust", "asyncio"):
+        typer.echo("returnloop: --engine takes faust or asyncio", err=True)
+        raise typer.Exit(2)
+    _run_service("services.tracker", "--engine", engine)
 
 
 @cli.command()
 def api() -> None:
     """Run the HTTP API (uvicorn)."""
-    import uvicorn
-
-    from services.api.app import create_app
-
-    settings = _settings()
-    _require_servers(settings)
-    configure_logging("api", settings.log_level)
-    try:
-        app = create_app(settings)
-    except SettingsError as error:
-        typer.echo(f"returnloop: {error}", err=True)
-        raise typer.Exit(2) from None
-    uvicorn.run(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    _run_service("services.api")
 
 
 @cli.command()
 def migrate() -> None:
     """Bring the PostgreSQL schema up to date (alembic)."""
-    from shared.db import migrate as run_migrations
+    from shared.adapters.postgres.schema import migrate as run_migrations
 
     settings = _settings()
     _, database_url = _require_servers(settings)
@@ -143,7 +111,7 @@ def migrate() -> None:
 @cli.command()
 def topics() -> None:
     """Create the Kafka topics that are missing."""
-    from shared.kafka_admin import ensure_topics
+    from shared.adapters.kafka.admin import ensure_topics
 
     settings = _settings()
     bootstrap, _ = _require_servers(settings)
@@ -162,8 +130,9 @@ def rebuild(
     jobs: Annotated[int, typer.Option(help="transactions in flight at once", min=1)] = 2,
 ) -> None:
     """Recompute every worker's loop state and alerts from the applied-scan log."""
-    from services.cli.rebuild import rebuild_database
-    from services.tracker.main import rules_from
+    from shared.adapters.postgres.unit_of_work import PostgresStore
+    from shared.service_layer.rebuild import RebuildReport, rebuild
+    from shared.settings import rules_from
 
     settings = _settings()
     database_url = settings.database_url
@@ -171,9 +140,17 @@ def rebuild(
         typer.echo("returnloop: set RETURNLOOP_DATABASE_URL", err=True)
         raise typer.Exit(2)
     configure_logging("rebuild", settings.log_level)
-    report = asyncio.run(
-        rebuild_database(database_url, rules=rules_from(settings), chunk_size=chunk_size, jobs=jobs)
-    )
+
+    async def run() -> RebuildReport:
+        store = await PostgresStore.connect(database_url, max_size=jobs + 1)
+        try:
+            return await rebuild(
+                store, rules=rules_from(settings), chunk_size=chunk_size, jobs=jobs
+            )
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
     typer.echo(
         f"rebuilt {report.workers} worker(s) from {report.scans} scan(s) in "
         f"{report.seconds:.1f} s ({report.scans_per_second:,.0f} scans/s); "
@@ -184,8 +161,9 @@ def rebuild(
 @cli.command("rotate-id-key")
 def rotate_id_key() -> None:
     """Re-encrypt every kept ID number with the first key of RETURNLOOP_ID_ENCRYPTION_KEYS."""
+    from shared.adapters.postgres.manifests import ManifestStore
+    from shared.adapters.postgres.pool import create_pool
     from shared.id_encryption import IdNumberCipher, IdNumberUnreadable
-    from shared.postgres import ReadsAndManifests, create_pool
 
     settings = _settings()
     database_url = settings.database_url
@@ -204,7 +182,7 @@ def rotate_id_key() -> None:
     async def rotate() -> int:
         pool = await create_pool(database_url, max_size=2)
         try:
-            return await ReadsAndManifests(pool).rotate_encrypted_id_numbers(cipher.rotate)
+            return await ManifestStore(pool).rotate_encrypted_id_numbers(cipher.rotate)
         finally:
             await pool.close()
 

@@ -2,7 +2,7 @@
 
 Faust hosts the tracker: its worker runs the batch consumers as a service
 and the overdue sweep as a timer. The scan streams themselves are consumed
-with plain aiokafka batches (``services.tracker.consumer``): Faust's
+with plain aiokafka batches (``shared.adapters.kafka.consumer``): Faust's
 per-message loop tops out near 4,000 messages/s a process and can commit
 past a message whose agent crashed; batches with one PostgreSQL transaction
 each, committed afterwards, avoid both.
@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.tracker.main import TrackerProcess, serve_metrics
-from services.tracker.records import InputRecord
 from shared import topics
 from shared.logging import JsonFormatter
+from shared.service_layer.ports import InputRecord
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -12,26 +12,73 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from services.tracker.consumer import BatchConsumer
-from services.tracker.publisher import KafkaPublisher
-from services.tracker.runtime import Tracker, build_consumers
-from shared.domain.model import Rules
+from shared import topics
+from shared.adapters.kafka.consumer import BatchConsumer
+from shared.adapters.kafka.publisher import KafkaPublisher
+from shared.adapters.metrics import Metrics
+from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.identity import Pseudonymiser
-from shared.metrics import Metrics
-from shared.postgres import PostgresStore
-from shared.settings import Settings, SettingsError, resolve_worker_ref_key
+from shared.service_layer.ports import LoopStore, Publisher
+from shared.service_layer.tracker import Tracker
+from shared.settings import Settings, SettingsError, resolve_worker_ref_key, rules_from
 
 logger = logging.getLogger(__name__)
 
 
-def rules_from(settings: Settings) -> Rules:
-    from datetime import timedelta
-
-    return Rules(
-        fever_threshold_c=settings.fever_threshold_c,
-        arrival_grace=timedelta(hours=settings.arrival_grace_hours),
-        checkin_window=timedelta(hours=settings.checkin_window_hours),
+def bootstrap(
+    settings: Settings,
+    *,
+    store: LoopStore,
+    publisher: Publisher,
+    metrics: Metrics,
+    pseudonymiser: Pseudonymiser | None = None,
+) -> Tracker:
+    """The tracker's service layer wired to the adapters passed in (real or fake)."""
+    return Tracker(
+        store=store,
+        publisher=publisher,
+        pseudonymiser=pseudonymiser or Pseudonymiser(resolve_worker_ref_key(settings)),
+        rules=rules_from(settings),
+        metrics=metrics,
     )
+
+
+def build_consumers(
+    tracker: Tracker,
+    *,
+    kafka_bootstrap: str,
+    group_id: str,
+    max_records: int,
+    health_updates: bool = True,
+) -> list[BatchConsumer]:
+    """The two batch consumers: intake (input topics) and apply (topics past validation).
+
+    ``health_updates=False`` leaves ``healthcode.updates`` to another consumer
+    (the Faust agent in ``services.tracker.app``).
+    """
+    intake_topics = [*topics.INPUT_TOPICS.values()]
+    if health_updates:
+        intake_topics.append(topics.HEALTHCODE_UPDATES)
+    return [
+        BatchConsumer(
+            name="intake",
+            bootstrap=kafka_bootstrap,
+            group_id=f"{group_id}-intake",
+            topics=intake_topics,
+            handler=tracker.handle_intake,
+            max_records=max_records,
+            lag=tracker.metrics.consumer_lag,
+        ),
+        BatchConsumer(
+            name="apply",
+            bootstrap=kafka_bootstrap,
+            group_id=f"{group_id}-apply",
+            topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED],
+            handler=tracker.handle_apply,
+            max_records=max_records,
+            lag=tracker.metrics.consumer_lag,
+        ),
+    ]
 
 
 class TrackerProcess:
@@ -63,16 +110,16 @@ class TrackerProcess:
         self._store = await PostgresStore.connect(settings.database_url, max_size=4)
         self._publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-tracker")
         await self._publisher.start()
-        self.tracker = Tracker(
+        self.tracker = bootstrap(
+            settings,
             store=self._store,
             publisher=self._publisher,
-            pseudonymiser=self.pseudonymiser,
-            rules=rules_from(settings),
             metrics=self.metrics,
+            pseudonymiser=self.pseudonymiser,
         )
         self.consumers = build_consumers(
             self.tracker,
-            bootstrap=settings.kafka_bootstrap,
+            kafka_bootstrap=settings.kafka_bootstrap,
             group_id=settings.consumer_group,
             max_records=settings.batch_max_records,
             health_updates=self.health_updates_in_batches,

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.db import migrate
-from shared.kafka_admin import ensure_topics
+from shared.adapters.kafka.admin import ensure_topics
+from shared.adapters.postgres.schema import migrate
 from tests.e2e.conftest import RunningSystem
 from tests.support.processes import ServiceProcess, free_port, wait_until_ready
 from tests.support.servers import Servers, random_id_number, server_env, unique

@@ -15,8 +15,8 @@ import pytest
 
 from services.cli.demo import build_wave
 from services.cli.demo_feed import feed_and_summarise
+from shared.adapters.postgres.pool import create_pool
 from shared.identity import Pseudonymiser
-from shared.postgres import create_pool
 from shared.settings import Settings
 from tests.e2e.conftest import RunningSystem
 from tests.support.servers import Servers

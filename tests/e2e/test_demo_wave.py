@@ -12,7 +12,7 @@ import pgserver.postgres_server
 import pytest
 
 from services.cli.demo_feed import feed_and_summarise
-from shared.db import asyncpg_url
+from shared.adapters.postgres.schema import asyncpg_url
 from shared.settings import Settings
 from tests.e2e.conftest import RunningSystem
 from tests.support.servers import Servers

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared.adapters.postgres.pool import create_pool
 from shared.identity import Pseudonymiser
-from shared.postgres import create_pool
 from shared.settings import Settings, resolve_worker_ref_key
 from tests.faults.harness import REPO
 from tests.support.servers import Servers, running_servers

@@ -28,7 +28,7 @@ from aiokafka.structs import ConsumerRecord
 
 from shared import topics
 from shared.identity import Pseudonymiser
-from shared.messages import AcceptedScan
+from shared.service_layer.messages import AcceptedScan
 from tests.faults.stream import Message, Stream
 from tests.support.oracle import expected_states
 from tests.support.processes import ServiceProcess

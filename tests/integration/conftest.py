@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.tracker.main import TrackerProcess
+from shared.adapters.postgres.pool import create_pool
 from shared.identity import Pseudonymiser
-from shared.postgres import create_pool
 from shared.settings import Settings, resolve_worker_ref_key
 from tests.support.servers import Servers
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from services.tracker.main import TrackerProcess
 from shared import topics
 from shared.identity import Pseudonymiser, mask_id_number
-from shared.messages import DeadLetter
+from shared.service_layer.messages import DeadLetter
 from tests.integration.conftest import loop_state, send
 from tests.support.kafka import read_topic
 from tests.support.scans import scan_body

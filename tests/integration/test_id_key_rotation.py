@@ -17,10 +17,11 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.cli.embedded import EmbeddedPostgres
-from shared.db import migrate
+from shared.adapters.postgres.manifests import ManifestStore
+from shared.adapters.postgres.pool import create_pool
+from shared.adapters.postgres.schema import migrate
 from shared.id_encryption import IdNumberCipher, IdNumberUnreadable
 from shared.identity import mask_id_number
-from shared.postgres import ReadsAndManifests, create_pool
 from tests.support.servers import random_id_number
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ async def keep_workers(database_url: str, cipher: IdNumberCipher, count: int) ->
     id_numbers = {f"w_{index:024x}": random_id_number() for index in range(count)}
     pool = await create_pool(database_url, max_size=2)
     try:
-        await ReadsAndManifests(pool).upsert_manifest(
+        await ManifestStore(pool).upsert_manifest(
             [],
             [],
             [

@@ -10,12 +10,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from services.tracker.consumer import BatchConsumer
 from services.tracker.main import TrackerProcess
-from services.tracker.records import InputRecord
 from shared import topics
+from shared.adapters.kafka.admin import ensure_topics
+from shared.adapters.kafka.consumer import BatchConsumer
 from shared.identity import Pseudonymiser
-from shared.kafka_admin import ensure_topics
+from shared.service_layer.ports import InputRecord
 from shared.settings import Settings
 from tests.integration.conftest import loop_state, send
 from tests.support.kafka import read_topic

@@ -10,12 +10,12 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.cli.rebuild import rebuild
 from services.tracker.main import TrackerProcess
 from shared import topics
+from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
-from shared.postgres import PostgresStore
+from shared.service_layer.rebuild import rebuild
 from tests.integration.conftest import send
 from tests.support.oracle import expected_states
 from tests.support.scans import four_scans, scan_body

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from shared.db import migrate
+from shared.adapters.kafka.admin import ensure_topics
+from shared.adapters.postgres.schema import migrate
 from shared.identity import check_digit
-from shared.kafka_admin import ensure_topics
 
 TEST_WORKER_REF_KEY = "integration-tests-worker-ref-key-0123456789"
 TEST_ADMIN_TOKEN = "integration-tests-admin-token-0123456789"

@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.api.app import create_app
-from shared.metrics import Metrics
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

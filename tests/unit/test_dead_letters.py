@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from shared.dead_letters import (
+from shared.service_layer.dead_letters import (
     BadDeadLetterId,
     DeadLetterId,
     NotReplayable,
@@ -16,7 +16,7 @@ from shared.dead_letters import (
     preview,
     replay_topic,
 )
-from shared.messages import DeadLetter
+from shared.service_layer.messages import DeadLetter
 
 ID_NUMBER = "11010519491231002X"
 

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from shared.healthcode import (
+from shared.adapters.healthcode import (
     HealthCodePlatform,
     InMemoryHealthCodePlatform,
     PlatformError,

@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 
-from services.tracker.intake import validate_records
-from services.tracker.records import InputRecord
 from shared import topics
 from shared.domain.model import HealthCode, Kind
 from shared.identity import Pseudonymiser, check_digit, mask_id_number
-from shared.messages import SourcePosition
+from shared.service_layer.intake import validate_records
+from shared.service_layer.messages import SourcePosition
+from shared.service_layer.ports import InputRecord
 
 NOW = datetime(2020, 3, 2, 6, 0, tzinfo=UTC)
 PSEUDONYMISER = Pseudonymiser(b"intake-test-key-0123456789abcdef")

@@ -9,7 +9,12 @@ import orjson
 from shared.contract import parse_health_update, parse_scan
 from shared.domain.model import HealthCode, HealthCodeUpdate, Kind, Scan
 from shared.identity import Pseudonymiser, check_digit
-from shared.messages import AcceptedHealthUpdate, AcceptedScan, DeadLetter, SourcePosition
+from shared.service_layer.messages import (
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    DeadLetter,
+    SourcePosition,
+)
 
 PSEUDONYMISER = Pseudonymiser(b"messages-test-key-0123456789abcd")
 FIRST17 = "33030219900302123"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.tracker.consumer import partition_lag
-from shared.metrics import Metrics, replace_gauge_values
+from shared.adapters.kafka.consumer import partition_lag
+from shared.adapters.metrics import Metrics, replace_gauge_values
 
 ACCEPTED_0 = TopicPartition("scans.accepted", 0)
 ACCEPTED_1 = TopicPartition("scans.accepted", 1)

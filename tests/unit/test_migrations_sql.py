@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from shared.db import sql_statements
+from shared.adapters.postgres.schema import sql_statements
 
-VERSIONS = Path(__file__).resolve().parents[2] / "shared/migrations/versions"
+VERSIONS = Path(__file__).resolve().parents[2] / "shared/adapters/postgres/migrations/versions"
 
 
 def test_a_semicolon_in_a_comment_does_not_split_a_statement() -> None:
@@ -21,7 +21,9 @@ def test_a_semicolon_in_a_comment_does_not_split_a_statement() -> None:
 
 def test_every_migration_splits_into_statements_that_each_start_with_a_keyword() -> None:
     for path in sorted(VERSIONS.glob("0*.py")):
-        module = importlib.import_module(f"shared.migrations.versions.{path.stem}")
+        module = importlib.import_module(
+            f"shared.adapters.postgres.migrations.versions.{path.stem}"
+        )
         statements = sql_statements(module.SCHEMA)
         assert statements, path.name
         for statement in statements:

@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.tracker.publisher import murmur2, partition_for
+from shared.adapters.kafka.publisher import murmur2, partition_for
 
 
 def test_murmur2_matches_the_java_clients_known_values() -> None:

@@ -69,7 +69,7 @@ async def gate_decision(
         if not keys:
             raise ApiError(422, "invalid_code", "not the shape of a health-code id or card number")
         worker_ref = await context.links.resolve(keys)
-    view = await context.store.loop_view(worker_ref) if worker_ref else None
+    view = await context.read_model.loop_view(worker_ref) if worker_ref else None
     if view is None:
         raise ApiError(404, "not_found", "no worker known by this code or ID number")
     decision = decide_gate(facts_from(view), body.enterprise_id)

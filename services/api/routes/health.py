@@ -23,9 +23,7 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, object]:
     """PostgreSQL answers and Kafka is reachable."""
     checks: dict[str, bool] = {}
     try:
-        checks["postgres"] = bool(
-            await asyncio.wait_for(context.store.pool.fetchval("SELECT 1"), 2)
-        )
+        checks["postgres"] = bool(await asyncio.wait_for(context.read_model.ping(), 2))
     except Exception:
         checks["postgres"] = False
     checks["kafka"] = await context.publisher.reachable()

@@ -11,6 +11,7 @@ from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, PrincipalDep, require
 from services.api.errors import ApiError
 from services.api.routes.workers import WORKER_REF
+from shared.adapters.postgres.links import CodeKey, LinkConflict
 from shared.contract import printable
 from shared.identity import (
     InvalidCode,
@@ -18,7 +19,6 @@ from shared.identity import (
     mask_id_number,
     normalise_id_number,
 )
-from shared.linkage import CodeKey, LinkConflict
 
 router = APIRouter(tags=["links"])
 
@@ -116,7 +116,7 @@ async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep)
     if not keys:
         raise ApiError(422, "invalid_code", "not the shape of a health-code id or card number")
     worker_ref = await context.links.resolve(keys)
-    view = await context.store.loop_view(worker_ref) if worker_ref else None
+    view = await context.read_model.loop_view(worker_ref) if worker_ref else None
     if view is None or (
         principal.role is Role.GATE and not principal.may_read_enterprise(view["enterprise_id"])
     ):

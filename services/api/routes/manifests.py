@@ -84,7 +84,7 @@ async def post_manifests(
                 else None,
             }
         )
-    await context.store.upsert_manifest(
+    await context.manifests.upsert_manifest(
         [e.model_dump() for e in _last_wins(body.enterprises, "enterprise_id")],
         [t.model_dump() for t in _last_wins(body.trips, "trip_id")],
         list({worker["worker_ref"]: worker for worker in workers}.values()),

@@ -13,7 +13,7 @@ from services.api.deps import ContextDep, PrincipalDep
 from services.api.errors import ApiError
 from shared import topics
 from shared.contract import Rejected, ScanIn, decode_json, parse_scan
-from shared.messages import DeadLetter
+from shared.service_layer.messages import DeadLetter
 
 router = APIRouter(tags=["scans"])
 

@@ -11,9 +11,9 @@ from pydantic import AfterValidator, BaseModel, Field
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
+from shared.adapters.postgres.supervision import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 from shared.contract import printable
 from shared.domain.model import AlertKind
-from shared.supervision import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 
 router = APIRouter(tags=["supervision"])
 

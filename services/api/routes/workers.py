@@ -33,7 +33,7 @@ async def _view_for(context: ContextDep, principal: Principal, worker_ref: str) 
         Role.HEALTH_STATION,
     ):
         raise ApiError(403, "forbidden", "this role may not read workers")
-    view = await context.store.loop_view(worker_ref)
+    view = await context.read_model.loop_view(worker_ref)
     # A gate sees only its own enterprise's workers; others' are "not found" to it.
     if view is None or (
         principal.role is Role.GATE and not principal.may_read_enterprise(view["enterprise_id"])
@@ -80,7 +80,7 @@ async def reveal_id_number(
 ) -> Any:
     """The worker's full ID number, for an admin who must recover it; every call is audited."""
     known, ciphertext = (
-        await context.store.encrypted_id_number(worker_ref)
+        await context.manifests.encrypted_id_number(worker_ref)
         if WORKER_REF.fullmatch(worker_ref)
         else (False, None)
     )

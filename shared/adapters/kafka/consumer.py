@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Gauge
 
-from services.tracker.records import BatchHandler, InputRecord
+from shared.service_layer.ports import BatchHandler, InputRecord
 
 logger = logging.getLogger(__name__)
 

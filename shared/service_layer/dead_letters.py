@@ -15,7 +15,7 @@ import orjson
 
 from shared import topics
 from shared.identity import mask_card_number, mask_id_number
-from shared.messages import DeadLetter
+from shared.service_layer.messages import DeadLetter
 
 # Topics a dead letter may be replayed to: the input topics and the ones an
 # apply-stage dead letter (``unprocessable``) came from.

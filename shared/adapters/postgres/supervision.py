@@ -19,6 +19,9 @@ import asyncpg
 
 from shared.domain.model import AlertKind
 
+# The roster's counts (PRODUCT.md, GET /v1/enterprises/{enterprise_id}/roster).
+ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")
+
 AlertStatus = Literal["open", "closed", "all"]
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "closed", "all")
 DEFAULT_PAGE_SIZE = 100

@@ -7,12 +7,12 @@ import functools
 import itertools
 import struct
 from collections.abc import Sequence
-from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-Message = tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]
+from shared.service_layer.ports import Message
+
 # Fewer messages than this go through send(), more into batches of their own.
 SMALL_PUBLISH = 64
 
@@ -55,12 +55,6 @@ def partition_for(key: bytes, partitions: int) -> int:
     Cached: a worker's scan, its transitions and alerts share a key.
     """
     return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class Publisher(Protocol):
-    """Where the tracker sends messages; ``publish`` returns when they are durable."""
-
-    async def publish(self, topic: str, messages: Sequence[Message]) -> None: ...
 
 
 class KafkaPublisher:

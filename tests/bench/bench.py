@@ -10,7 +10,7 @@ One run, side by side (issue #6):
 - limits: plain aiokafka consume + orjson decode of the same input topics, and
   asyncpg COPY of the same rows into an UNLOGGED and a logged table;
 - baselines: a Faust agent that only counts, a Faust agent awaiting one
-  transaction per scan (``services.cli.bench_faust``);
+  transaction per scan (``tests.bench.bench_faust``);
 - ``returnloop rebuild``'s rate over the same log;
 - API: ``POST /v1/workers/lookup`` and ``POST /v1/scans`` p50/p99 at fixed request
   rates (an open-loop asyncio load generator), and batch intake (1,000-scan bodies).
@@ -20,7 +20,7 @@ RETURNLOOP_KAFKA_BOOTSTRAP / RETURNLOOP_DATABASE_URL it uses those, which
 should be empty (it writes a few hundred thousand rows and messages).
 Prints one table and writes it, with versions and the machine, as JSON.
 
-    python -m services.cli.bench --workers 100000
+    python -m tests.bench.bench --workers 100000
 """
 
 from __future__ import annotations
@@ -58,13 +58,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from services.cli.demo import Wave, WaveShape, build_wave
-from services.cli.rebuild import rebuild_database
 from shared import topics
-from shared.db import migrate
+from shared.adapters.kafka.admin import ensure_topics
+from shared.adapters.postgres.manifests import ManifestStore
+from shared.adapters.postgres.pool import create_pool
+from shared.adapters.postgres.schema import migrate
+from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser, mask_id_number
-from shared.kafka_admin import ensure_topics
-from shared.postgres import ReadsAndManifests, create_pool
+from shared.service_layer.rebuild import rebuild
 
 BENCH_WORKER_REF_KEY = "returnloop-bench-worker-ref-key-0123456789"
 BENCH_ADMIN_TOKEN = "returnloop-bench-admin-token-0123456789"
@@ -406,7 +408,7 @@ async def warm_drain(
     start-up is not counted; the wave is then produced while the trackers
     consume it (both stages busy at once, as in service).
     """
-    store = ReadsAndManifests(pool)
+    store = ManifestStore(pool)
     for each in (warm_up, wave):
         await store.upsert_manifest(*manifest_rows(each, pseudonymiser))
     for each in (warm_up, wave):
@@ -646,7 +648,7 @@ async def measure_faust(
     """Run one Faust baseline until ``limit`` events or the time box; (rate, events)."""
     out = work_dir / f"faust-{mode}.json"
     log_path = work_dir / f"faust-{mode}.log"
-    process = spawn(["services.cli.bench_faust", mode, str(out)], env, log_path)
+    process = spawn(["tests.bench.bench_faust", mode, str(out)], env, log_path)
     progress: dict[str, Any] = {}
     deadline: float | None = None
     give_up = time.monotonic() + timebox_s + 60
@@ -883,7 +885,7 @@ async def run(
         results.notes["postgresql"] = await pool.fetchval("SHOW server_version")
         enterprises, trips, manifest_workers = manifest_rows(wave, pseudonymiser)
         latency_manifest = manifest_rows(latency_wave, pseudonymiser)
-        store = ReadsAndManifests(pool)
+        store = ManifestStore(pool)
         await store.upsert_manifest(enterprises, trips, manifest_workers)
         await store.upsert_manifest(*latency_manifest)
 
@@ -1033,7 +1035,11 @@ async def run(
         step("rebuild: recompute every loop state from the applied-scan log")
 
         async def rebuild_rate() -> None:
-            report = await rebuild_database(servers.database_url, rules=rules)
+            store = await PostgresStore.connect(servers.database_url, max_size=3)
+            try:
+                report = await rebuild(store, rules=rules)
+            finally:
+                await store.close()
             results.set("rebuild", report.scans_per_second)
             results.set("rebuild_scans", report.scans)
             results.set("rebuild_corrected", report.corrected)
@@ -1193,7 +1199,7 @@ def main(
     report = {
         "started_at": began.isoformat(),
         "seconds": round((datetime.now(UTC) - began).total_seconds(), 1),
-        "command": " ".join(["python -m services.cli.bench", *sys.argv[1:]]),
+        "command": " ".join(["python -m tests.bench.bench", *sys.argv[1:]]),
         "table": rows,
         "figures": results.figures,
         "errors": results.errors,

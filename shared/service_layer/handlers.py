@@ -1,4 +1,4 @@
-"""Service layer of the tracker: apply accepted events to PostgreSQL in one transaction.
+"""Apply accepted events to the store in one unit of work.
 
 Each handler: lock the batch's workers, record the events idempotently, load
 each worker's history, let the pure domain decide, save, commit. A scan seen
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain import model
-from shared.messages import AcceptedHealthUpdate, AcceptedScan
-from shared.postgres import LoopUnitOfWork, PostgresStore, SavedState, WorkerAssignment
+from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
+from shared.service_layer.ports import LoopStore, SavedState, UnitOfWork, WorkerAssignment
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class WorkerTransition:
 
 
 async def _redecide(
-    uow: LoopUnitOfWork,
+    uow: UnitOfWork,
     assignments: dict[str, WorkerAssignment],
     refs: Iterable[str],
     *,
@@ -67,7 +67,7 @@ async def _redecide(
 
 
 async def apply_scans(
-    store: PostgresStore, batch: Sequence[AcceptedScan], *, rules: model.Rules, now: datetime
+    store: LoopStore, batch: Sequence[AcceptedScan], *, rules: model.Rules, now: datetime
 ) -> tuple[list[WorkerTransition], set[str]]:
     """Apply a batch of accepted scans; return the transitions and the new scan_ids."""
     unique: dict[str, AcceptedScan] = {}
@@ -85,7 +85,7 @@ async def apply_scans(
 
 
 async def apply_health_updates(
-    store: PostgresStore,
+    store: LoopStore,
     batch: Sequence[AcceptedHealthUpdate],
     *,
     rules: model.Rules,
@@ -99,7 +99,7 @@ async def apply_health_updates(
 
 
 async def redecide_workers(
-    store: PostgresStore, workers: dict[str, str], *, rules: model.Rules, now: datetime
+    store: LoopStore, workers: dict[str, str], *, rules: model.Rules, now: datetime
 ) -> list[WorkerTransition]:
     """Re-decide these workers (worker_ref -> id_masked) from their stored history.
 
@@ -112,7 +112,7 @@ async def redecide_workers(
 
 
 async def sweep_overdue(
-    store: PostgresStore, *, rules: model.Rules, now: datetime, limit: int = 1000
+    store: LoopStore, *, rules: model.Rules, now: datetime, limit: int = 1000
 ) -> list[WorkerTransition]:
     """Re-decide workers whose next deadline has passed (raises overdue alerts)."""
     async with store.transaction() as uow:

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
-from services.tracker.handlers import redecide_workers
 from shared.domain.model import Rules
-from shared.postgres import PostgresStore
+from shared.service_layer.handlers import redecide_workers
+from shared.service_layer.ports import LoopStore
 
 
 @dataclass
@@ -34,7 +34,7 @@ class RebuildReport:
 
 
 async def rebuild(
-    store: PostgresStore,
+    store: LoopStore,
     *,
     rules: Rules,
     chunk_size: int = 1000,
@@ -71,20 +71,3 @@ async def rebuild(
         bar.close()
     report.seconds = time.perf_counter() - started
     return report
-
-
-async def rebuild_database(
-    database_url: str,
-    *,
-    rules: Rules,
-    chunk_size: int = 1000,
-    jobs: int = 2,
-    progress: bool = True,
-) -> RebuildReport:
-    store = await PostgresStore.connect(database_url, max_size=jobs + 1)
-    try:
-        return await rebuild(
-            store, rules=rules, chunk_size=chunk_size, jobs=jobs, progress=progress
-        )
-    finally:
-        await store.close()

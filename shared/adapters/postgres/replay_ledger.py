@@ -14,8 +14,8 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.db import asyncpg_url
-from shared.dead_letters import DeadLetterId
+from shared.adapters.postgres.schema import asyncpg_url
+from shared.service_layer.dead_letters import DeadLetterId
 
 
 class ReplayClaim:

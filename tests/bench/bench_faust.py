@@ -4,7 +4,7 @@
 ``transaction``: the agent applies each scan in its own PostgreSQL transaction
 (``handlers.apply_scans`` with a batch of one), the design the tracker's batches replace.
 
-Run by ``services.cli.bench`` as a child process: ``python -m services.cli.bench_faust
+Run by ``tests.bench.bench`` as a child process: ``python -m tests.bench.bench_faust
 MODE OUT_FILE``; progress (count, first and last event time) is written to
 OUT_FILE every half second until the parent stops the process.
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 import faust
 import orjson
 
-from services.tracker import handlers
 from services.tracker.app import faust_broker_url
 from shared import topics
+from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
-from shared.messages import AcceptedScan
-from shared.postgres import PostgresStore
+from shared.service_layer import handlers
+from shared.service_layer.messages import AcceptedScan
 
 
 def create_app(mode: str, out: Path, bootstrap: str, database_url: str | None) -> faust.App:

@@ -9,11 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.tracker.records import InputRecord
 from shared import topics
 from shared.contract import Rejected, decode_json, parse_health_update, parse_scan
 from shared.identity import Pseudonymiser
-from shared.messages import AcceptedHealthUpdate, AcceptedScan, DeadLetter, SourcePosition
+from shared.service_layer.messages import (
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    DeadLetter,
+    SourcePosition,
+)
+from shared.service_layer.ports import InputRecord
 
 
 @dataclass

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import sqlalchemy_url
+from shared.adapters.postgres.schema import sqlalchemy_url
 
 config = context.config
 

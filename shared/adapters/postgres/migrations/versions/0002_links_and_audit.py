@@ -7,7 +7,7 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from shared.db import sql_statements
+from shared.adapters.postgres.schema import sql_statements
 
 revision = "0002"
 down_revision = "0001"

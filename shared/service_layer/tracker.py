@@ -1,4 +1,4 @@
-"""The tracker's moving parts, wired once: intake, apply, sweep.
+"""The tracker's service layer: intake, apply with poison isolation, sweep, publish.
 
 intake  scans.{kind}, healthcode.updates  -> validate, pseudonymise -> scans.accepted /
         healthcode.accepted (keyed by worker_ref) or scans.rejected (reason + original bytes)
@@ -14,32 +14,26 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import asyncpg
-import orjson
-
-from services.tracker import handlers
-from services.tracker.consumer import BatchConsumer
-from services.tracker.intake import dead_letter, validate_records
-from services.tracker.publisher import Message, Publisher
-from services.tracker.records import InputRecord
 from shared import topics
 from shared.contract import Rejected
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
-from shared.messages import AcceptedHealthUpdate, AcceptedScan
-from shared.metrics import Metrics
-from shared.postgres import PostgresStore
+from shared.service_layer import handlers
+from shared.service_layer.intake import dead_letter, validate_records
+from shared.service_layer.messages import (
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    alert_message,
+    transition_message,
+)
+from shared.service_layer.ports import InputRecord, LoopStore, Message, Publisher, RecordRefused
+
+if TYPE_CHECKING:
+    from shared.adapters.metrics import Metrics
 
 logger = logging.getLogger(__name__)
-
-# Errors caused by one scan's data rather than by the database being unavailable.
-RECORD_ERRORS = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    ValueError,
-    OverflowError,
-)
 
 
 def _utcnow() -> datetime:
@@ -52,7 +46,7 @@ class Tracker:
     def __init__(
         self,
         *,
-        store: PostgresStore,
+        store: LoopStore,
         publisher: Publisher,
         pseudonymiser: Pseudonymiser,
         rules: Rules,
@@ -163,7 +157,7 @@ class Tracker:
                 self.store, scans, rules=self.rules, now=_utcnow()
             )
             return transitions, new_ids, []
-        except RECORD_ERRORS:
+        except RecordRefused:
             if len(scans) == 1:
                 logger.exception(
                     "scan refused by the database; dead-lettering it",
@@ -200,87 +194,16 @@ class Tracker:
     async def publish_transitions(self, transitions: Sequence[handlers.WorkerTransition]) -> None:
         changes: list[Message] = []
         alerts: list[Message] = []
+        at = _utcnow()
         for item in transitions:
             t = item.transition
-            key = item.worker_ref.encode()
             for alert in t.raised:
                 self.metrics.alerts_total.labels(alert.kind.value).inc()
             if t.changed:
-                changes.append(
-                    (
-                        key,
-                        orjson.dumps(
-                            {
-                                "worker_ref": item.worker_ref,
-                                "enterprise_id": item.enterprise_id,
-                                "previous_stage": t.previous.stage.value,
-                                "previous_status": t.previous.status.value,
-                                "stage": t.state.stage.value,
-                                "status": t.state.status.value,
-                                "at": _utcnow().isoformat(),
-                            }
-                        ),
-                        None,
-                    )
-                )
+                changes.append(transition_message(item.worker_ref, item.enterprise_id, t, at))
             for alert in (*t.raised, *(a for a in t.closed if a not in t.raised)):
-                alerts.append(
-                    (
-                        key,
-                        orjson.dumps(
-                            {
-                                "worker_ref": item.worker_ref,
-                                "enterprise_id": item.enterprise_id,
-                                "kind": alert.kind.value,
-                                "raised_at": alert.raised_at.isoformat(),
-                                "open": alert.open,
-                                "closed_at": alert.closed_at.isoformat()
-                                if alert.closed_at
-                                else None,
-                            }
-                        ),
-                        None,
-                    )
-                )
+                alerts.append(alert_message(item.worker_ref, item.enterprise_id, alert))
         await asyncio.gather(
             self.publisher.publish(topics.TRANSITIONS, changes),
             self.publisher.publish(topics.ALERTS, alerts),
         )
-
-
-def build_consumers(
-    tracker: Tracker,
-    *,
-    bootstrap: str,
-    group_id: str,
-    max_records: int,
-    health_updates: bool = True,
-) -> list[BatchConsumer]:
-    """The two batch consumers: intake (input topics) and apply (topics past validation).
-
-    ``health_updates=False`` leaves ``healthcode.updates`` to another consumer
-    (the Faust agent in ``services.tracker.app``).
-    """
-    intake_topics = [*topics.INPUT_TOPICS.values()]
-    if health_updates:
-        intake_topics.append(topics.HEALTHCODE_UPDATES)
-    return [
-        BatchConsumer(
-            name="intake",
-            bootstrap=bootstrap,
-            group_id=f"{group_id}-intake",
-            topics=intake_topics,
-            handler=tracker.handle_intake,
-            max_records=max_records,
-            lag=tracker.metrics.consumer_lag,
-        ),
-        BatchConsumer(
-            name="apply",
-            bootstrap=bootstrap,
-            group_id=f"{group_id}-apply",
-            topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED],
-            handler=tracker.handle_apply,
-            max_records=max_records,
-            lag=tracker.metrics.consumer_lag,
-        ),
-    ]

@@ -7,7 +7,7 @@ intake (validate, pseudonymise, encode for ``scans.accepted``), decode, and
 the top functions by own time. PostgreSQL: RETURNLOOP_DATABASE_URL, or an
 embedded one in a temporary directory.
 
-    python -m services.cli.bench_profile --workers 20000
+    python -m tests.bench.bench_profile --workers 20000
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ from typing import Annotated
 
 import typer
 
-from services.cli.bench import BENCH_WORKER_REF_KEY, input_messages, wave_of
-from services.tracker.handlers import apply_scans
-from services.tracker.intake import validate_records
-from services.tracker.records import InputRecord
-from shared.db import migrate
+from shared.adapters.postgres.schema import migrate
+from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
-from shared.messages import AcceptedScan
-from shared.postgres import PostgresStore
+from shared.service_layer.handlers import apply_scans
+from shared.service_layer.intake import validate_records
+from shared.service_layer.messages import AcceptedScan
+from shared.service_layer.ports import InputRecord
+from tests.bench.bench import BENCH_WORKER_REF_KEY, input_messages, wave_of
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Messages on the topics past validation, and the dead-letter envelope.
+"""Every topic's messages past validation and their codecs: accepted scans and colour
+updates, loop transitions and alerts, and the dead-letter envelope.
 
 Past validation no message carries a plain ID number: ``worker_ref`` keys the
 message (so one partition, one writer per worker) and ``id_masked`` is shown.
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 
 from shared.contract import HealthCodeUpdateIn, ScanIn
-from shared.domain.model import HealthCode, HealthCodeUpdate, Kind, Scan
+from shared.domain.model import Alert, HealthCode, HealthCodeUpdate, Kind, Scan, Transition
 from shared.identity import Pseudonymiser, mask_id_number
 
 
@@ -202,3 +203,44 @@ class DeadLetter:
             if "rejected_at" in fields
             else datetime.now(UTC),
         )
+
+
+def transition_message(
+    worker_ref: str, enterprise_id: str | None, transition: Transition, at: datetime
+) -> tuple[bytes, bytes, None]:
+    """A ``loop.transitions`` message: the stage and status before and after."""
+    return (
+        worker_ref.encode(),
+        orjson.dumps(
+            {
+                "worker_ref": worker_ref,
+                "enterprise_id": enterprise_id,
+                "previous_stage": transition.previous.stage.value,
+                "previous_status": transition.previous.status.value,
+                "stage": transition.state.stage.value,
+                "status": transition.state.status.value,
+                "at": at.isoformat(),
+            }
+        ),
+        None,
+    )
+
+
+def alert_message(
+    worker_ref: str, enterprise_id: str | None, alert: Alert
+) -> tuple[bytes, bytes, None]:
+    """A ``loop.alerts`` message: an alert raised or closed."""
+    return (
+        worker_ref.encode(),
+        orjson.dumps(
+            {
+                "worker_ref": worker_ref,
+                "enterprise_id": enterprise_id,
+                "kind": alert.kind.value,
+                "raised_at": alert.raised_at.isoformat(),
+                "open": alert.open,
+                "closed_at": alert.closed_at.isoformat() if alert.closed_at else None,
+            }
+        ),
+        None,
+    )

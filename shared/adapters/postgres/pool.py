@@ -1,0 +1,41 @@
+"""The asyncpg connection pool every PostgreSQL adapter shares, with JSONB as Python values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from shared.adapters.postgres.schema import asyncpg_url
+
+# JSONB in its binary wire format: a version byte, then the JSON text. Binary,
+# so the staging tables below can be filled by (binary) COPY.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool with JSONB mapped to Python objects."""
+    pool = await asyncpg.create_pool(
+        asyncpg_url(database_url), min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,89 @@
+"""The read model: the loop view of one worker, and the counts the gauges show."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from shared.domain.model import Stage, Status
+
+
+def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[str, Any]:
+    """The contract's loop view of one worker (no plain ID number, ever)."""
+    return {
+        "worker_ref": worker["worker_ref"],
+        "id_masked": worker["id_masked"],
+        "enterprise_id": worker["enterprise_id"],
+        "trip_id": worker["trip_id"] or worker["boarded_trip_id"],
+        "stage": worker["stage"] or Stage.REGISTERED.value,
+        "status": worker["status"] or Status.OPEN.value,
+        "health_code": worker["health_code"],
+        "checkpoints": worker["checkpoints"] or {},
+        "alerts": [
+            {
+                "kind": alert["kind"],
+                "raised_at": alert["raised_at"].isoformat(),
+                "open": alert["open"],
+                "closed_at": alert["closed_at"].isoformat() if alert["closed_at"] else None,
+            }
+            for alert in alerts
+        ],
+        "updated_at": (worker["state_updated_at"] or worker["worker_updated_at"]).isoformat(),
+    }
+
+
+class LoopReadModel:
+    """Reads of the current-state tables for the API and the gauges."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def loop_view(self, worker_ref: str) -> dict[str, Any] | None:
+        async with self.pool.acquire() as connection:
+            worker = await connection.fetchrow(
+                """
+                SELECT w.worker_ref, w.id_masked, w.enterprise_id, w.trip_id,
+                       w.updated_at AS worker_updated_at, s.stage, s.status, s.health_code,
+                       s.checkpoints, s.boarded_trip_id, s.updated_at AS state_updated_at
+                FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+                WHERE w.worker_ref = $1
+                """,
+                worker_ref,
+            )
+            if worker is None:
+                return None
+            alerts = await connection.fetch(
+                "SELECT kind, raised_at, open, closed_at FROM alerts WHERE worker_ref = $1 "
+                "ORDER BY raised_at, kind",
+                worker_ref,
+            )
+        return loop_view(worker, alerts)
+
+    async def ping(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1"))
+
+    async def worker_enterprise(self, worker_ref: str) -> tuple[bool, str | None]:
+        """Whether the worker is known, and the enterprise their manifest names."""
+        row = await self.pool.fetchrow(
+            "SELECT enterprise_id FROM workers WHERE worker_ref = $1", worker_ref
+        )
+        return (row is not None, row["enterprise_id"] if row else None)
+
+    async def workers_by_stage_status(self) -> list[tuple[str, str, int]]:
+        rows = await self.pool.fetch(
+            """
+            SELECT coalesce(s.stage, 'registered') AS stage, coalesce(s.status, 'open') AS status,
+                   count(*) AS n
+            FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+            GROUP BY 1, 2
+            """
+        )
+        return [(row["stage"], row["status"], row["n"]) for row in rows]
+
+    async def open_alerts_by_kind(self) -> list[tuple[str, int]]:
+        rows = await self.pool.fetch(
+            "SELECT kind, count(*) AS n FROM alerts WHERE open GROUP BY kind"
+        )
+        return [(row["kind"], row["n"]) for row in rows]

@@ -1,0 +1,140 @@
+"""The service layer's ports: the small interfaces its handlers depend on.
+
+Adapters implement them (``shared.adapters``); tests pass in-memory fakes
+(``tests/fakes.py``), held to the same behaviour by one contract-test class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from shared.domain.model import Assignment, LoopState, WorkerHistory
+
+if TYPE_CHECKING:
+    from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One consumed Kafka record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+
+
+# A handler takes a batch and returns once its effect is durable; only then
+# are the batch's offsets committed. Raising means "not applied: retry".
+BatchHandler = Callable[[Sequence[InputRecord]], Awaitable[None]]
+
+# A message to publish: key, value, headers.
+Message = tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]
+
+
+class Publisher(Protocol):
+    """Where messages go; ``publish`` returns when every one of them is durable."""
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None: ...
+
+    async def reachable(self) -> bool:
+        """Whether the messages' destination answers now (for readiness)."""
+        ...
+
+
+class RecordRefused(Exception):
+    """The store refused a record's data itself (retrying the same data cannot help)."""
+
+
+@dataclass(frozen=True)
+class WorkerAssignment:
+    """A locked worker: their masked ID and what the manifest expects of them."""
+
+    worker_ref: str
+    id_masked: str
+    assignment: Assignment
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A decided state to store, with the number of scans it was decided from."""
+
+    worker_ref: str
+    id_masked: str
+    state: LoopState
+    scan_count: int
+
+
+class UnitOfWork(Protocol):
+    """One transaction's worth of closed-loop writes: all commit together or none do."""
+
+    async def lock_workers(self, workers: dict[str, str]) -> dict[str, WorkerAssignment]:
+        """Create missing workers (worker_ref -> id_masked), then lock all of them."""
+        ...
+
+    async def record_scans(self, accepted: Sequence[AcceptedScan]) -> set[str]:
+        """Log scans idempotently; return the scan_ids that were new."""
+        ...
+
+    async def record_updates(self, accepted: Sequence[AcceptedHealthUpdate]) -> set[str]:
+        """Log colour updates; return the worker_refs that got a new one."""
+        ...
+
+    async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
+        """Every logged scan, colour update and stored alert of these workers."""
+        ...
+
+    async def load_previous(self, worker_refs: Sequence[str]) -> dict[str, LoopState]:
+        """The stage and status each worker had before this transaction."""
+        ...
+
+    async def trip_etas(self, trip_ids: Iterable[str]) -> dict[str, datetime]:
+        """The registered ``eta`` of each of these trips that has one."""
+        ...
+
+    async def save(self, saved: Sequence[SavedState], now: datetime) -> None:
+        """Store decided states and their alerts."""
+        ...
+
+    async def due_for_sweep(self, now: datetime, limit: int) -> dict[str, str]:
+        """Workers whose next deadline has passed, locked; others' locks are skipped."""
+        ...
+
+
+class LoopStore(Protocol):
+    """Where units of work come from, and what a rebuild walks."""
+
+    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A unit of work: everything inside commits together or not at all."""
+        ...
+
+    async def workers_after(self, after: str, limit: int) -> dict[str, str]:
+        """The next ``limit`` workers after ``after`` with anything to decide."""
+        ...
+
+    async def applied_scan_count(self) -> int:
+        """How many scans the log holds."""
+        ...
+
+
+class LoopReads(Protocol):
+    """The read model the API and the gauges use."""
+
+    async def loop_view(self, worker_ref: str) -> object | None:
+        """The loop view of one worker, ``None`` if unknown."""
+        ...
+
+    async def workers_by_stage_status(self) -> list[tuple[str, str, int]]:
+        """(stage, status, count) over every known worker."""
+        ...
+
+    async def open_alerts_by_kind(self) -> list[tuple[str, int]]:
+        """(kind, count) of open alerts."""
+        ...
