@@ -9,6 +9,7 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from services.cli.dlq import dlq_cli
 from shared.logging import configure_logging
@@ -42,11 +43,35 @@ def _require_servers(settings: Settings) -> tuple[str, str]:
     return settings.kafka_bootstrap, settings.database_url
 
 
-@cli.command()
+DEMO_WAVES = ("small", "city")
+DEFAULT_DEMO = "small"
+
+
+class _UpCommand(TyperCommand):
+    """``up``, where a bare ``--demo`` (last, or before another option) means ``--demo small``.
+
+    Typer's parser has no option with an optional value, so the default is put in
+    before parsing; ``--demo small|city`` and ``--demo=…`` pass through untouched.
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        given = list(args)
+        for index in reversed(range(len(given))):
+            following = given[index + 1] if index + 1 < len(given) else None
+            if given[index] == "--demo" and (following is None or following.startswith("-")):
+                given.insert(index + 1, DEFAULT_DEMO)
+        return super().parse_args(ctx, given)
+
+
+@cli.command(cls=_UpCommand)
 def up(
     demo: Annotated[
         str | None,
-        typer.Option(help="feed a demo wave: small (a few hundred workers) or city"),
+        typer.Option(
+            metavar="[small|city]",
+            help="feed a demo wave: small (300 workers; what a bare --demo means) or city "
+            "(29,400 workers)",
+        ),
     ] = None,
     exit_after_demo: Annotated[
         bool, typer.Option(help="stop everything once the demo summary is printed")
@@ -58,8 +83,10 @@ def up(
     """Run everything in the foreground: servers (embedded unless configured), tracker, API."""
     from services.cli.launcher import run_up
 
-    if demo not in (None, "small", "city"):
-        typer.echo("returnloop: --demo takes small or city", err=True)
+    if demo is not None and demo not in DEMO_WAVES:
+        typer.echo(
+            f"returnloop: --demo takes small or city (or nothing: small), not {demo!r}", err=True
+        )
         raise typer.Exit(2)
     settings = _settings()
     configure_logging("launcher", settings.log_level)
