@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from pydantic import (
@@ -22,10 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import InvalidIdNumber, normalise_id_number
-
-ScanKindName = Literal["departure_check", "boarding", "arrival_check", "checkin"]
-HealthCodeName = Literal["green", "yellow", "red"]
 
 # RFC 3339 date-time with a mandatory offset ("Z" or "+08:00").
 # Unicode category Cc: C0 controls, DEL and C1 controls.
@@ -111,22 +109,22 @@ class ScanIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     scan_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(printable)]
-    kind: ScanKindName
+    kind: Kind
     id_number: IdNumber
     occurred_at: Timestamp
     station: ShortText
     temperature_c: Annotated[float, Field(ge=30.0, le=45.0, strict=True)] | None = None
-    health_code: HealthCodeName | None = None
+    health_code: HealthCode | None = None
     trip_id: ShortText | None = None
     enterprise_id: ShortText | None = None
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> ScanIn:
         required = {
-            "departure_check": ("temperature_c", "health_code"),
-            "arrival_check": ("temperature_c", "health_code"),
-            "boarding": ("trip_id",),
-            "checkin": ("enterprise_id",),
+            Kind.DEPARTURE_CHECK: ("temperature_c", "health_code"),
+            Kind.ARRIVAL_CHECK: ("temperature_c", "health_code"),
+            Kind.BOARDING: ("trip_id",),
+            Kind.CHECKIN: ("enterprise_id",),
         }[self.kind]
         missing = [name for name in required if getattr(self, name) is None]
         if missing:
@@ -140,7 +138,7 @@ class HealthCodeUpdateIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id_number: IdNumber
-    health_code: HealthCodeName
+    health_code: HealthCode
     as_of: Timestamp
 
 
@@ -162,15 +160,15 @@ def _reason_for(error: ValidationError) -> Rejected:
     if kind == "missing":
         return Rejected("missing_field", f"{field} is required")
     if field == "kind":
-        return Rejected(
-            "unknown_kind", "kind must be one of departure_check, boarding, arrival_check, checkin"
-        )
+        return Rejected("unknown_kind", f"kind must be one of {', '.join(Kind)}")
     if field == "temperature_c" and kind in ("greater_than_equal", "less_than_equal"):
         return Rejected("temperature_out_of_range", "temperature_c must be within 30.0–45.0")
     if field in ("occurred_at", "as_of"):
         return Rejected("invalid_timestamp", f"{field} must be an RFC 3339 timestamp with offset")
     if field == "health_code":
-        return Rejected("invalid_health_code", "health_code must be green, yellow or red")
+        return Rejected(
+            "invalid_health_code", f"health_code must be one of {', '.join(HealthCode)}"
+        )
     if not field and kind == "value_error":
         # Model-level rule: fields a kind needs.
         return Rejected("missing_field", str(first["msg"]).removeprefix("Value error, "))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-SCAN_KINDS = ("departure_check", "boarding", "arrival_check", "checkin")
+from shared.domain.vocabulary import Kind
+
+SCAN_KINDS = tuple(kind.value for kind in Kind)
 INPUT_TOPICS = {kind: f"scans.{kind}" for kind in SCAN_KINDS}
 KIND_BY_TOPIC = {topic: kind for kind, topic in INPUT_TOPICS.items()}
 

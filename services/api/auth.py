@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from services.api.errors import ApiError
 from shared.adapters.postgres.tokens import TokenStore
+from shared.domain.vocabulary import Kind
 
 
 class Role(StrEnum):
@@ -22,12 +23,12 @@ class Role(StrEnum):
 
 
 # Which scan kinds each role may post.
-SCAN_KINDS_BY_ROLE: dict[Role, frozenset[str]] = {
-    Role.RECRUITER: frozenset({"departure_check", "boarding"}),
-    Role.HEALTH_STATION: frozenset({"arrival_check"}),
-    Role.GATE: frozenset({"checkin"}),
+SCAN_KINDS_BY_ROLE: dict[Role, frozenset[Kind]] = {
+    Role.RECRUITER: frozenset({Kind.DEPARTURE_CHECK, Kind.BOARDING}),
+    Role.HEALTH_STATION: frozenset({Kind.ARRIVAL_CHECK}),
+    Role.GATE: frozenset({Kind.CHECKIN}),
     Role.SUPERVISOR: frozenset(),
-    Role.ADMIN: frozenset({"departure_check", "boarding", "arrival_check", "checkin"}),
+    Role.ADMIN: frozenset(Kind),
 }
 
 

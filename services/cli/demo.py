@@ -16,14 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from shared.domain.model import (
-    Assignment,
-    HealthCode,
-    Kind,
-    Rules,
-    Scan,
-    decide,
-)
+from shared.domain.model import Assignment, Rules, Scan, decide
+from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import check_digit
 
 DISTRICTS = ["鹿城区", "瓯海区", "龙湾区", "乐清市", "瑞安市", "永嘉县", "经开区"]

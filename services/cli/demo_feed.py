@@ -13,8 +13,12 @@ from tqdm import tqdm
 
 from services.cli.demo import build_wave
 from shared.adapters.postgres.pool import create_pool
+from shared.domain.vocabulary import Status
 from shared.identity import Pseudonymiser
 from shared.settings import Settings, rules_from
+
+# The summary's order: the loops that ended well first.
+SUMMARY_ORDER = (Status.CLOSED, Status.HELD, Status.BROKEN, Status.OPEN)
 
 BATCH = 500
 
@@ -105,7 +109,7 @@ async def feed_and_summarise(
         "loops    "
         + "  ".join(
             f"{status}: {seen.get(status, 0)} (expected {expected.get(status, 0)})"
-            for status in ("closed", "held", "broken", "open")
+            for status in SUMMARY_ORDER
         )
     )
     open_alerts = {row["kind"]: row["n"] for row in alert_rows}
@@ -113,7 +117,7 @@ async def feed_and_summarise(
         "open alerts  "
         + ", ".join(f"{kind}: {count}" for kind, count in sorted(open_alerts.items()))
     )
-    ok = all(seen.get(s, 0) == expected.get(s, 0) for s in ("closed", "held", "broken", "open"))
+    ok = all(seen.get(s, 0) == expected.get(s, 0) for s in SUMMARY_ORDER)
     ok = ok and open_alerts == wave.expected["open_alerts"]
     print("every loop ended as expected" if ok else "MISMATCH: see the counts above", flush=True)
     return ok

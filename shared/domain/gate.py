@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain.model import AlertKind, HealthCode
+from shared.domain.vocabulary import AlertKind, HealthCode
 
 NON_BLOCKING = frozenset({AlertKind.OVERDUE_CHECKIN})
 

@@ -13,61 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-
-class Kind(StrEnum):
-    DEPARTURE_CHECK = "departure_check"
-    BOARDING = "boarding"
-    ARRIVAL_CHECK = "arrival_check"
-    CHECKIN = "checkin"
-
-
-class Stage(StrEnum):
-    REGISTERED = "registered"
-    DEPARTURE_CLEARED = "departure_cleared"
-    BOARDED = "boarded"
-    ARRIVAL_CLEARED = "arrival_cleared"
-    CHECKED_IN = "checked_in"
-
-
-class Status(StrEnum):
-    OPEN = "open"
-    HELD = "held"
-    BROKEN = "broken"
-    CLOSED = "closed"
-
-
-class HealthCode(StrEnum):
-    GREEN = "green"
-    YELLOW = "yellow"
-    RED = "red"
-
-
-class AlertKind(StrEnum):
-    FEVER_AT_DEPARTURE = "fever_at_departure"
-    CODE_NOT_GREEN_AT_DEPARTURE = "code_not_green_at_departure"
-    BOARDED_WITHOUT_CLEARANCE = "boarded_without_clearance"
-    TRIP_MISMATCH = "trip_mismatch"
-    FEVER_AT_ARRIVAL = "fever_at_arrival"
-    CODE_NOT_GREEN_AT_ARRIVAL = "code_not_green_at_arrival"
-    ARRIVED_WITHOUT_BOARDING = "arrived_without_boarding"
-    CHECKIN_WITHOUT_ARRIVAL_CHECK = "checkin_without_arrival_check"
-    WRONG_ENTERPRISE = "wrong_enterprise"
-    OVERDUE_ARRIVAL = "overdue_arrival"
-    OVERDUE_CHECKIN = "overdue_checkin"
-    CODE_CHANGED_IN_TRANSIT = "code_changed_in_transit"
-
-
-# Alerts that hold a worker (a health problem) rather than break the loop.
-HEALTH_ALERTS = frozenset(
-    {
-        AlertKind.FEVER_AT_DEPARTURE,
-        AlertKind.CODE_NOT_GREEN_AT_DEPARTURE,
-        AlertKind.FEVER_AT_ARRIVAL,
-        AlertKind.CODE_NOT_GREEN_AT_ARRIVAL,
-        AlertKind.CODE_CHANGED_IN_TRANSIT,
-    }
+from shared.domain.vocabulary import (
+    HEALTH_ALERTS,
+    AlertKind,
+    HealthCode,
+    Kind,
+    Stage,
+    Status,
 )
 
 STAGE_ORDER = tuple(Stage)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared import topics
 from shared.contract import Rejected, decode_json, parse_health_update, parse_scan
@@ -41,6 +41,26 @@ def dead_letter(record: InputRecord, problem: Rejected, now: datetime) -> DeadLe
     )
 
 
+# How far a received_at header may lie ahead of this process's clock (clock skew).
+_CLOCK_SKEW = timedelta(seconds=5)
+
+
+def received_at(record: InputRecord, now: datetime) -> datetime:
+    """When the scan entered the system: the API's ``received_at`` header if it carries a
+    plausible one (so scan-to-state includes the HTTP hop), else ``now``."""
+    for name, value in record.headers:
+        if name != "received_at":
+            continue
+        try:
+            moment = datetime.fromisoformat(value.decode())
+        except (UnicodeDecodeError, ValueError):
+            return now
+        if moment.tzinfo is None or moment > now + _CLOCK_SKEW:
+            return now
+        return min(moment, now)
+    return now
+
+
 def validate_records(
     records: Sequence[InputRecord], pseudonymiser: Pseudonymiser, *, now: datetime
 ) -> IntakeResult:
@@ -63,7 +83,9 @@ def validate_records(
             continue
         source = SourcePosition(record.topic, record.partition, record.offset)
         try:
-            accepted = AcceptedScan.from_input(scan, pseudonymiser, received_at=now, source=source)
+            accepted = AcceptedScan.from_input(
+                scan, pseudonymiser, received_at=received_at(record, now), source=source
+            )
         except (ValueError, OverflowError) as error:  # validation let through what cannot be kept
             result.rejected.append(
                 dead_letter(record, Rejected("invalid_field", f"unprocessable: {error}"), now)

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from shared.contract import HealthCodeUpdateIn, ScanIn
-from shared.domain.model import Alert, HealthCode, HealthCodeUpdate, Kind, Scan, Transition
+from shared.domain.model import Alert, HealthCodeUpdate, Scan, Transition
+from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import Pseudonymiser, mask_id_number
 
 

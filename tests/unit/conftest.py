@@ -8,18 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.model import (
-    Alert,
-    AlertKind,
-    Assignment,
-    HealthCode,
-    HealthCodeUpdate,
-    Kind,
-    LoopState,
-    Rules,
-    Scan,
-    decide,
-)
+from shared.domain.model import Alert, Assignment, HealthCodeUpdate, LoopState, Rules, Scan, decide
+from shared.domain.vocabulary import AlertKind, HealthCode, Kind
 
 BASE = datetime(2020, 3, 2, 8, 0, tzinfo=UTC)
 

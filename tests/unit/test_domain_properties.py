@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 
 from shared.domain.model import (
     Assignment,
-    HealthCode,
     HealthCodeUpdate,
-    Kind,
     LoopState,
     Scan,
     Transition,
@@ -20,6 +18,7 @@ from shared.domain.model import (
     apply,
     decide,
 )
+from shared.domain.vocabulary import HealthCode, Kind
 from tests.unit.conftest import (
     ASSIGNMENT,
     ENTERPRISE,

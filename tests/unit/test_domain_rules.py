@@ -7,22 +7,17 @@ from datetime import timedelta
 import pytest
 
 from shared.domain.model import (
-    HEALTH_ALERTS,
     Alert,
-    AlertKind,
     Assignment,
-    HealthCode,
     HealthCodeUpdate,
-    Kind,
     LoopState,
     Rules,
-    Stage,
-    Status,
     WorkerHistory,
     apply,
     decide,
     reconcile_alerts,
 )
+from shared.domain.vocabulary import HEALTH_ALERTS, AlertKind, HealthCode, Kind, Stage, Status
 from tests.unit.conftest import (
     ASSIGNMENT,
     ENTERPRISE,

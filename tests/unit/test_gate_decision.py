@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.domain.gate import GateFacts, decide_gate
-from shared.domain.model import AlertKind, HealthCode
+from shared.domain.vocabulary import AlertKind, HealthCode
 
 READY = GateFacts(
     manifest_enterprise_id="E0001",

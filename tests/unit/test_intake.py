@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from shared import topics
-from shared.domain.model import HealthCode, Kind
+from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import Pseudonymiser, check_digit, mask_id_number
 from shared.service_layer.intake import validate_records
 from shared.service_layer.messages import SourcePosition
@@ -200,3 +201,40 @@ def test_an_empty_batch_gives_an_empty_result():
     result = validate_records([], PSEUDONYMISER, now=NOW)
 
     assert (result.scans, result.updates, result.rejected) == ([], [], [])
+
+
+def with_headers(base: InputRecord, *headers: tuple[str, bytes]) -> InputRecord:
+    return InputRecord(
+        topic=base.topic,
+        partition=base.partition,
+        offset=base.offset,
+        key=base.key,
+        value=base.value,
+        headers=headers,
+    )
+
+
+def test_a_scan_that_came_over_http_is_timed_from_the_apis_receipt():
+    earlier = NOW - timedelta(milliseconds=850)
+    received = with_headers(DEPARTURE, ("received_at", earlier.isoformat().encode()))
+
+    [accepted] = validate_records([received], PSEUDONYMISER, now=NOW).scans
+
+    assert accepted.received_at == earlier
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"not a time",
+        b"\xff\xfe",
+        b"2020-03-02T05:59:59",  # no offset
+        (NOW + timedelta(minutes=5)).isoformat().encode(),  # ahead of the clock
+    ],
+)
+def test_a_received_at_header_that_is_not_a_plausible_past_moment_is_ignored(header: bytes):
+    [accepted] = validate_records(
+        [with_headers(DEPARTURE, ("received_at", header))], PSEUDONYMISER, now=NOW
+    ).scans
+
+    assert accepted.received_at == NOW

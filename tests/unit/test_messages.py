@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 
 from shared.contract import parse_health_update, parse_scan
-from shared.domain.model import HealthCode, HealthCodeUpdate, Kind, Scan
+from shared.domain.model import HealthCodeUpdate, Scan
+from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import Pseudonymiser, check_digit
 from shared.service_layer.messages import (
     AcceptedHealthUpdate,

@@ -12,7 +12,7 @@ from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from shared.contract import printable
 from shared.domain.gate import GateFacts, decide_gate
-from shared.domain.model import AlertKind, HealthCode
+from shared.domain.vocabulary import AlertKind, HealthCode
 from shared.identity import InvalidIdNumber, normalise_id_number
 
 router = APIRouter(tags=["gate"])

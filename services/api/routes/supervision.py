@@ -13,7 +13,7 @@ from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from shared.adapters.postgres.supervision import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 from shared.contract import printable
-from shared.domain.model import AlertKind
+from shared.domain.vocabulary import AlertKind
 
 router = APIRouter(tags=["supervision"])
 

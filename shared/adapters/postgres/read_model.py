@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.domain.model import Stage, Status
+from shared.domain.vocabulary import Stage, Status
 
 
 def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from shared.domain.model import AlertKind
+from shared.domain.vocabulary import AlertKind
 
 # The roster's counts (PRODUCT.md, GET /v1/enterprises/{enterprise_id}/roster).
 ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")

@@ -17,18 +17,14 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.adapters.postgres.pool import create_pool
 from shared.domain.model import (
     Alert,
-    AlertKind,
     Assignment,
     Checkpoint,
-    HealthCode,
     HealthCodeUpdate,
-    Kind,
     LoopState,
     Scan,
-    Stage,
-    Status,
     WorkerHistory,
 )
+from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status
 from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
 from shared.service_layer.ports import RecordRefused, SavedState, WorkerAssignment
 
