@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -35,11 +36,47 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+class _LogFileHandler(logging.FileHandler):
+    """A log file opened by :func:`configure_logging` (closed again when it is replaced)."""
+
+
+def configure_logging(
+    service: str,
+    level: str = "INFO",
+    *,
+    console_level: str | None = None,
+    log_file: Path | None = None,
+) -> None:
+    """JSON log lines: records at ``level`` and above, to stderr and to ``log_file``.
+
+    ``console_level`` raises the bar for stderr alone: ``returnloop up`` passes WARNING
+    and a file, so a person at the console sees warnings and errors while the file
+    keeps everything. Without either, this is the services' stderr-only set-up.
+    """
+    threshold = _level_number(level)
+    formatter = JsonFormatter(service)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(formatter)
+    handlers: list[logging.Handler] = [console]
+    if console_level is not None:
+        console.setLevel(_level_number(console_level))
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = _LogFileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(formatter)
+        handlers.append(file_handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    for old in root.handlers:
+        if isinstance(old, _LogFileHandler):
+            old.close()
+    root.handlers[:] = handlers
+    root.setLevel(threshold)
     for noisy in ("aiokafka", "kafka", "faust", "mode", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, threshold))
+
+
+def _level_number(name: str) -> int:
+    try:
+        return logging.getLevelNamesMapping()[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown log level {name!r}") from None

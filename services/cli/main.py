@@ -89,7 +89,16 @@ def up(
         )
         raise typer.Exit(2)
     settings = _settings()
-    configure_logging("launcher", settings.log_level)
+    # The console is for the ready line, the demo summary, warnings and errors; the
+    # launcher's full log goes next to the tracker's and the API's.
+    log_file = settings.data_dir.resolve() / "logs" / "launcher.log"
+    try:
+        configure_logging(
+            "launcher", settings.log_level, console_level="WARNING", log_file=log_file
+        )
+    except OSError as error:
+        typer.echo(f"returnloop: cannot write the log {log_file}: {error}", err=True)
+        raise typer.Exit(2) from None
     try:
         code = run_up(settings, demo=demo, exit_after_demo=exit_after_demo, seed=seed)
     except SettingsError as error:

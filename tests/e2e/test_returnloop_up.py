@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -34,9 +35,21 @@ def _up(servers: Servers, data_dir: Path, port: int, *args: str) -> subprocess.P
         [sys.executable, "-m", "services.cli", "up", *args],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _assert_a_quiet_console(stdout: str, stderr: str, data_dir: Path) -> None:
+    """No informational log line on the console; the launcher's log is in data_dir/logs."""
+    for line in (stdout + stderr).splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            assert record["level"] not in ("debug", "info"), line
+    launcher_log = data_dir / "logs" / "launcher.log"
+    kept = [json.loads(line) for line in launcher_log.read_text().splitlines()]
+    assert {"launcher"} == {record["service"] for record in kept}
+    assert any(record["level"] == "info" for record in kept)
 
 
 def _port_is_closed(port: int) -> bool:
@@ -62,17 +75,18 @@ def test_up_with_the_demo_prints_the_ready_line_and_a_summary_that_matches(
     seed = str(random.randrange(1_000_000))
     process = _up(servers, tmp_path, port, "--demo", "small", "--exit-after-demo", "--seed", seed)
     try:
-        output, _ = process.communicate(timeout=240)
+        output, errors = process.communicate(timeout=240)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             process.wait(60)
 
-    assert process.returncode == 0, output
+    assert process.returncode == 0, output + errors
     ready = [line for line in output.splitlines() if line.startswith("returnloop is ready: ")]
     assert ready and f"http://127.0.0.1:{port}" in ready[0]
     assert "loops    closed: 293 (expected 293)" in output
     assert "every loop ended as expected" in output
+    _assert_a_quiet_console(output, errors, tmp_path)
     assert _port_is_closed(port)
     assert _processes_mentioning(str(tmp_path)) == []
 
@@ -91,19 +105,20 @@ def test_ctrl_c_stops_everything_it_started(servers: Servers, tmp_path: Path) ->
 def _interrupt_once_ready(process: subprocess.Popen[str], port: int, tmp_path: Path) -> None:
     assert process.stdout is not None
     deadline = time.monotonic() + 120
-    line = process.stdout.readline()
-    while not line.startswith("returnloop is ready"):
-        assert process.poll() is None and time.monotonic() < deadline, line
-        line = process.stdout.readline()
+    before = [process.stdout.readline()]
+    while not before[-1].startswith("returnloop is ready"):
+        assert process.poll() is None and time.monotonic() < deadline, before[-1]
+        before.append(process.stdout.readline())
     assert not _port_is_closed(port)
     if "RETURNLOOP_DATABASE_URL" not in os.environ:
         # The embedded PostgreSQL runs with its data directory under tmp_path.
         assert _processes_mentioning(str(tmp_path)) != []
 
     process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
+    rest, errors = process.communicate(timeout=60)
 
-    assert process.returncode == 0
+    assert process.returncode == 0, errors
     assert "returnloop stopped" in rest
+    _assert_a_quiet_console("".join(before) + rest, errors, tmp_path)
     assert _port_is_closed(port)
     assert _processes_mentioning(str(tmp_path)) == []
