@@ -17,6 +17,7 @@ from shared.contract import HealthCodeUpdateIn, ScanIn
 from shared.domain.model import Alert, HealthCodeUpdate, Scan, Transition
 from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import Pseudonymiser, mask_id_number
+from shared.service_layer.ports import Message
 
 
 @dataclass(frozen=True)
@@ -206,42 +207,38 @@ class DeadLetter:
         )
 
 
+def _keyed(worker_ref: str, body: dict[str, Any]) -> Message:
+    return (worker_ref.encode(), orjson.dumps(body), None)
+
+
 def transition_message(
     worker_ref: str, enterprise_id: str | None, transition: Transition, at: datetime
-) -> tuple[bytes, bytes, None]:
+) -> Message:
     """A ``loop.transitions`` message: the stage and status before and after."""
-    return (
-        worker_ref.encode(),
-        orjson.dumps(
-            {
-                "worker_ref": worker_ref,
-                "enterprise_id": enterprise_id,
-                "previous_stage": transition.previous.stage.value,
-                "previous_status": transition.previous.status.value,
-                "stage": transition.state.stage.value,
-                "status": transition.state.status.value,
-                "at": at.isoformat(),
-            }
-        ),
-        None,
+    return _keyed(
+        worker_ref,
+        {
+            "worker_ref": worker_ref,
+            "enterprise_id": enterprise_id,
+            "previous_stage": transition.previous.stage.value,
+            "previous_status": transition.previous.status.value,
+            "stage": transition.state.stage.value,
+            "status": transition.state.status.value,
+            "at": at.isoformat(),
+        },
     )
 
 
-def alert_message(
-    worker_ref: str, enterprise_id: str | None, alert: Alert
-) -> tuple[bytes, bytes, None]:
+def alert_message(worker_ref: str, enterprise_id: str | None, alert: Alert) -> Message:
     """A ``loop.alerts`` message: an alert raised or closed."""
-    return (
-        worker_ref.encode(),
-        orjson.dumps(
-            {
-                "worker_ref": worker_ref,
-                "enterprise_id": enterprise_id,
-                "kind": alert.kind.value,
-                "raised_at": alert.raised_at.isoformat(),
-                "open": alert.open,
-                "closed_at": alert.closed_at.isoformat() if alert.closed_at else None,
-            }
-        ),
-        None,
+    return _keyed(
+        worker_ref,
+        {
+            "worker_ref": worker_ref,
+            "enterprise_id": enterprise_id,
+            "kind": alert.kind.value,
+            "raised_at": alert.raised_at.isoformat(),
+            "open": alert.open,
+            "closed_at": alert.closed_at.isoformat() if alert.closed_at else None,
+        },
     )

@@ -6,10 +6,10 @@ states and alerts), opened by ``PostgresStore.transaction``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -51,6 +51,7 @@ _SCAN_COLUMNS = (
 )
 
 
+T = TypeVar("T")
 Connection = asyncpg.Connection | PoolConnectionProxy
 # Errors caused by the data of a record rather than by the database being unavailable.
 _DATA_ERRORS = (
@@ -210,24 +211,20 @@ class LoopUnitOfWork:
                     enterprise,
                 )
             )
-        updates: dict[str, list[HealthCodeUpdate]] = defaultdict(list)
-        for row in await self.connection.fetch(
+        updates = await self._by_worker(
             "SELECT worker_ref, as_of, health_code FROM health_code_updates "
             "WHERE worker_ref = ANY($1::text[])",
             worker_refs,
-        ):
-            updates[row["worker_ref"]].append(
-                HealthCodeUpdate(HealthCode(row["health_code"]), row["as_of"])
-            )
-        alerts: dict[str, list[Alert]] = defaultdict(list)
-        for row in await self.connection.fetch(
+            lambda row: HealthCodeUpdate(_COLOURS[row["health_code"]], row["as_of"]),
+        )
+        alerts = await self._by_worker(
             "SELECT worker_ref, kind, raised_at, open, closed_at FROM alerts "
             "WHERE worker_ref = ANY($1::text[])",
             worker_refs,
-        ):
-            alerts[row["worker_ref"]].append(
-                Alert(AlertKind(row["kind"]), row["raised_at"], row["open"], row["closed_at"])
-            )
+            lambda row: Alert(
+                AlertKind(row["kind"]), row["raised_at"], row["open"], row["closed_at"]
+            ),
+        )
         return {
             ref: WorkerHistory(
                 tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
@@ -236,6 +233,15 @@ class LoopUnitOfWork:
             )
             for ref in worker_refs
         }
+
+    async def _by_worker(
+        self, query: str, worker_refs: Sequence[str], build: Callable[[asyncpg.Record], T]
+    ) -> defaultdict[str, list[T]]:
+        """The rows of ``query`` (its first column a worker_ref), built and grouped by worker."""
+        grouped: defaultdict[str, list[T]] = defaultdict(list)
+        for row in await self.connection.fetch(query, worker_refs):
+            grouped[row[0]].append(build(row))
+        return grouped
 
     async def load_previous(self, worker_refs: Sequence[str]) -> dict[str, LoopState]:
         """The stage and status each worker had before this transaction."""
