@@ -34,6 +34,7 @@ Tansu quirks seen with this build (v0.6.0-510f3e2), all with aiokafka 0.14 / fau
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import json
@@ -47,13 +48,14 @@ import sys
 import time
 import urllib.parse
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, ClassVar, Self
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmbeddedKafka", "EmbeddedPostgres", "EmbeddedServerError"]
+__all__ = ["EmbeddedKafka", "EmbeddedPostgres", "EmbeddedServerError", "configured_or_embedded"]
 
 DATABASE_NAME = "returnloop"
 _LOG_TAIL_BYTES = 4000
@@ -95,6 +97,21 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+@contextlib.contextmanager
+def configured_or_embedded(
+    data_dir: Path, *, kafka_bootstrap: str | None, database_url: str | None
+) -> Iterator[tuple[str, str]]:
+    """``(kafka_bootstrap, database_url)``: the servers given, and for each one not given an
+    embedded server, started here and stopped on the way out (PostgreSQL's data in
+    ``data_dir/postgres``, the broker's log in ``data_dir/kafka``)."""
+    with contextlib.ExitStack() as stack:
+        if not database_url:
+            database_url = stack.enter_context(EmbeddedPostgres(data_dir)).database_url
+        if not kafka_bootstrap:
+            kafka_bootstrap = stack.enter_context(EmbeddedKafka(data_dir / "kafka")).bootstrap
+        yield kafka_bootstrap, database_url
 
 
 # --------------------------------------------------------------------------------------
@@ -235,8 +252,93 @@ class _Watchdog:
             proc.wait()
 
 
-class EmbeddedKafka:
+class _EmbeddedServer(abc.ABC):
+    """What both servers share: ``start()``/``stop()``, use as a context manager, and two
+    safety nets -- ``stop()`` at interpreter exit, and a :class:`_Watchdog` for when this
+    process dies without running it.
+
+    A server implements :meth:`is_running`, :meth:`_launch` (start, wait until it serves,
+    arrange the watchdog with :meth:`_watch`) and :meth:`_shut_down`; :meth:`start`
+    stops whatever a failed launch left, and :meth:`stop` is safe to call at any time.
+    """
+
+    #: How the log names the server: "embedded <label> ready/stopped".
+    label: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._atexit_registered = False
+        self._watchdog: _Watchdog | None = None
+
+    @abc.abstractmethod
+    def is_running(self) -> bool:
+        """Return True if the server process is alive."""
+
+    @abc.abstractmethod
+    def _launch(self) -> None:
+        """Start the server and return once it serves."""
+
+    @abc.abstractmethod
+    def _shut_down(self) -> bool:
+        """Stop the server and wait until it is gone; return whether one was running."""
+
+    def start(self) -> Self:
+        """Start the server (nothing to do if it runs), or leave nothing behind and raise."""
+        if self.is_running():
+            return self
+        try:
+            self._launch()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the server; its watchdog and the stop at exit are no longer needed."""
+        was_running = self._shut_down()
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
+        if self._atexit_registered:
+            atexit.unregister(self.stop)
+            self._atexit_registered = False
+        if was_running:
+            logger.info("embedded %s stopped", self.label)
+
+    def _stop_at_exit(self) -> None:
+        """Have ``stop()`` run at interpreter exit (once registered, until ``stop()``)."""
+        if not self._atexit_registered:
+            atexit.register(self.stop)
+            self._atexit_registered = True
+
+    def _watch(
+        self,
+        pid: int,
+        *,
+        group: bool,
+        plan: list[tuple[int, float]],
+        handles_file: Path | None = None,
+    ) -> None:
+        """Start the watchdog that stops *pid* if this process dies without ``stop()``."""
+        self._watchdog = _Watchdog(pid, group=group, plan=plan, handles_file=handles_file)
+
+    def __enter__(self) -> Self:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+
+class EmbeddedKafka(_EmbeddedServer):
     """A Tansu Kafka-compatible broker running as a child process on 127.0.0.1."""
+
+    label = "Kafka (Tansu)"
 
     def __init__(
         self,
@@ -249,6 +351,7 @@ class EmbeddedKafka:
         binary: str | None = None,
     ) -> None:
         """Configure the broker; nothing is started until start()."""
+        super().__init__()
         self.data_dir = Path(data_dir)
         self.requested_port = port
         self.port: int | None = port
@@ -259,8 +362,6 @@ class EmbeddedKafka:
         self.log_path = self.data_dir / "tansu.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
-        self._atexit_registered = False
-        self._watchdog: _Watchdog | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -278,10 +379,8 @@ class EmbeddedKafka:
         """Return True if the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> Self:
+    def _launch(self) -> None:
         """Spawn the broker and block until it answers a Kafka Metadata request."""
-        if self.is_running():
-            return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         binary = self.binary or _resolve_tansu()
         attempts = 1 if self.requested_port is not None else 3
@@ -298,18 +397,15 @@ class EmbeddedKafka:
                     ) from None
                 logger.warning("port %d was taken, retrying with another port", port)
                 continue
-            except BaseException:
-                self._terminate()
-                raise
             self.port = port
             assert self._proc is not None
-            self._watchdog = _Watchdog(
+            self._watch(
                 self._proc.pid,
                 group=True,
                 plan=[(signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)],
             )
-            logger.info("embedded Kafka (Tansu) ready on %s, pid %d", self.bootstrap, self.pid)
-            return self
+            logger.info("embedded %s ready on %s, pid %d", self.label, self.bootstrap, self.pid)
+            return
         raise AssertionError("unreachable")
 
     def _spawn(self, binary: str, port: int) -> None:
@@ -340,9 +436,7 @@ class EmbeddedKafka:
             env=env,
             start_new_session=True,  # own session/process group: terminal Ctrl-C is ours to handle
         )
-        if not self._atexit_registered:
-            atexit.register(self.stop)
-            self._atexit_registered = True
+        self._stop_at_exit()
 
     def _wait_ready(self, port: int) -> None:
         """Poll the broker with Metadata requests until it answers or the timeout expires."""
@@ -391,33 +485,13 @@ class EmbeddedKafka:
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
-        if self._watchdog is not None:
-            self._watchdog.close()
-            self._watchdog = None
 
-    def stop(self) -> None:
+    def _shut_down(self) -> bool:
         """Terminate the broker (SIGTERM, then SIGKILL) and wait until it is gone."""
         was_running = self._proc is not None
         self._terminate()
-        if self._atexit_registered:
-            atexit.unregister(self.stop)
-            self._atexit_registered = False
-        if was_running:
-            logger.info("embedded Kafka (Tansu) stopped")
         self.port = self.requested_port
-
-    def __enter__(self) -> Self:
-        """Start the broker."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the broker."""
-        self.stop()
+        return was_running
 
 
 # Tansu reads these from the environment; never let the parent's values leak in.
@@ -462,11 +536,14 @@ def _import_pgserver() -> Any:
     return pgserver
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_EmbeddedServer):
     """PostgreSQL started through pgserver, listening on a unix socket under data_dir."""
+
+    label = "PostgreSQL"
 
     def __init__(self, data_dir: Path, *, database: str = DATABASE_NAME) -> None:
         """Configure the server; nothing is started until start()."""
+        super().__init__()
         self.data_dir = Path(data_dir)
         self.pgdata = self.data_dir / "postgres"
         self.database = database
@@ -474,8 +551,6 @@ class EmbeddedPostgres:
         self._pid: int | None = None
         self._socket_dir: Path | None = None
         self._port: int = 5432
-        self._atexit_registered = False
-        self._watchdog: _Watchdog | None = None
 
     @property
     def pid(self) -> int | None:
@@ -503,10 +578,8 @@ class EmbeddedPostgres:
         """Return True if the postmaster is alive."""
         return self._pid is not None and _pid_alive(self._pid)
 
-    def start(self) -> Self:
+    def _launch(self) -> None:
         """Start (or adopt) the server, then create the application database if missing."""
-        if self.is_running():
-            return self
         pgserver = _import_pgserver()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(exist_ok=True)
@@ -524,32 +597,26 @@ class EmbeddedPostgres:
                 f"PostgreSQL failed to start in {pgdata}: {exc!r}; log tail:\n"
                 f"{_log_tail(pgdata / 'log')}"
             ) from exc
-        if not self._atexit_registered:
-            atexit.register(self.stop)
-            self._atexit_registered = True
+        self._stop_at_exit()  # after pgserver's own, so that it runs first
         info = self._server.get_postmaster_info()
         self._pid = int(info.pid)
         self._socket_dir = Path(info.socket_dir)
         self._port = int(info.port or 5432)
-        try:
-            # SIGINT = fast shutdown, SIGQUIT = immediate shutdown
-            self._watchdog = _Watchdog(
-                self._pid,
-                group=False,
-                plan=[(signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)],
-                handles_file=pgdata / _HANDLES_FILE,
-            )
-            self._ensure_database()
-        except BaseException:
-            self.stop()
-            raise
+        # SIGINT = fast shutdown, SIGQUIT = immediate shutdown
+        self._watch(
+            self._pid,
+            group=False,
+            plan=[(signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)],
+            handles_file=pgdata / _HANDLES_FILE,
+        )
+        self._ensure_database()
         logger.info(
-            "embedded PostgreSQL ready, pid %d, socket dir %s, database %r",
+            "embedded %s ready, pid %d, socket dir %s, database %r",
+            self.label,
             self._pid,
             self._socket_dir,
             self.database,
         )
-        return self
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         """Run one SQL statement with pgserver's psql and return its unaligned output."""
@@ -586,7 +653,7 @@ class EmbeddedPostgres:
             self._psql(f'CREATE DATABASE "{ident}"')
             logger.info("created database %r", self.database)
 
-    def stop(self) -> None:
+    def _shut_down(self) -> bool:
         """Shut the server down (pg_ctl stop -m fast) and wait until no process is left."""
         server, pid = self._server, self._pid
         self._server = None
@@ -605,15 +672,8 @@ class EmbeddedPostgres:
                 logger.info("PostgreSQL is still used by pids %s; leaving it running", others)
             else:  # pgserver skipped the stop (e.g. a stale handle); nobody else uses it
                 self._force_stop(pid, server)
-        if self._watchdog is not None:
-            self._watchdog.close()
-            self._watchdog = None
-        if self._atexit_registered:
-            atexit.unregister(self.stop)
-            self._atexit_registered = False
-        if pid is not None:
-            logger.info("embedded PostgreSQL stopped")
         self._pid = None
+        return pid is not None
 
     def _force_stop(self, pid: int, server: Any) -> None:
         """Stop the postmaster with pg_ctl, escalating to SIGINT, SIGQUIT, SIGKILL."""
@@ -633,19 +693,6 @@ class EmbeddedPostgres:
                 time.sleep(0.05)
         if _pid_alive(pid):
             raise EmbeddedServerError(f"PostgreSQL (pid {pid}) did not stop")
-
-    def __enter__(self) -> Self:
-        """Start the server."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
 
 
 _HANDLES_FILE = ".handle_pids.json"

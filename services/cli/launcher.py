@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from services.cli.embedded import configured_or_embedded
 from shared.adapters.kafka.admin import ensure_topics
 from shared.adapters.postgres.schema import migrate
 from shared.settings import Settings, resolve_worker_ref_key
@@ -38,20 +39,13 @@ class Servers:
 @contextlib.contextmanager
 def servers(settings: Settings) -> Iterator[Servers]:
     """The configured servers, or embedded ones started (and stopped) here."""
-    if settings.kafka_bootstrap and settings.database_url:
-        yield Servers(settings.kafka_bootstrap, settings.database_url, embedded=False)
-        return
-    from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
-
-    data_dir = settings.data_dir.resolve()
-    with contextlib.ExitStack() as stack:
-        database_url = settings.database_url
-        if database_url is None:
-            database_url = stack.enter_context(EmbeddedPostgres(data_dir)).database_url
-        bootstrap = settings.kafka_bootstrap
-        if bootstrap is None:
-            bootstrap = stack.enter_context(EmbeddedKafka(data_dir / "kafka")).bootstrap
-        yield Servers(bootstrap, database_url, embedded=True)
+    embedded = not (settings.kafka_bootstrap and settings.database_url)
+    with configured_or_embedded(
+        settings.data_dir.resolve(),
+        kafka_bootstrap=settings.kafka_bootstrap,
+        database_url=settings.database_url,
+    ) as (bootstrap, database_url):
+        yield Servers(bootstrap, database_url, embedded=embedded)
 
 
 def _admin_token(settings: Settings) -> str:

@@ -58,6 +58,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from services.cli.demo import Wave, WaveShape, build_wave
+from services.cli.embedded import configured_or_embedded
 from shared import topics
 from shared.adapters.kafka.admin import ensure_topics
 from shared.adapters.postgres.manifests import ManifestStore
@@ -190,18 +191,11 @@ def bench_servers(data_dir: Path) -> Iterator[Servers]:
     bootstrap = os.environ.get("RETURNLOOP_KAFKA_BOOTSTRAP") or None
     database_url = os.environ.get("RETURNLOOP_DATABASE_URL") or None
     embedded_kafka, embedded_postgres = bootstrap is None, database_url is None
-    with contextlib.ExitStack() as stack:
-        if embedded_postgres or embedded_kafka:
-            from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
-
-            if database_url is None:
-                database_url = stack.enter_context(EmbeddedPostgres(data_dir)).database_url
-            if bootstrap is None:
-                bootstrap = stack.enter_context(EmbeddedKafka(data_dir / "kafka")).bootstrap
-        assert bootstrap and database_url
-        migrate(database_url)
-        ensure_topics(bootstrap, partitions=int(os.environ.get("RETURNLOOP_TOPIC_PARTITIONS", 4)))
-        yield Servers(bootstrap, database_url, embedded_kafka, embedded_postgres)
+    found = configured_or_embedded(data_dir, kafka_bootstrap=bootstrap, database_url=database_url)
+    with found as (kafka, postgres):
+        migrate(postgres)
+        ensure_topics(kafka, partitions=int(os.environ.get("RETURNLOOP_TOPIC_PARTITIONS", 4)))
+        yield Servers(kafka, postgres, embedded_kafka, embedded_postgres)
 
 
 def wave_of(workers: int, *, seed: int, now: datetime) -> Wave:

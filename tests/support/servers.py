@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from services.cli.embedded import configured_or_embedded
 from shared.adapters.kafka.admin import ensure_topics
 from shared.adapters.postgres.schema import migrate
 from shared.identity import check_digit
@@ -32,17 +33,15 @@ class Servers:
 
 
 @contextlib.contextmanager
-def running_servers(data_dir: Path) -> Iterator[Servers]:
-    bootstrap = os.environ.get("RETURNLOOP_KAFKA_BOOTSTRAP")
-    database_url = os.environ.get("RETURNLOOP_DATABASE_URL")
-    with contextlib.ExitStack() as stack:
-        if not database_url or not bootstrap:
-            from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
-
-            if not database_url:
-                database_url = stack.enter_context(EmbeddedPostgres(data_dir)).database_url
-            if not bootstrap:
-                bootstrap = stack.enter_context(EmbeddedKafka(data_dir / "kafka")).bootstrap
+def running_servers(data_dir: Path, *, own_embedded: bool = False) -> Iterator[Servers]:
+    """The servers RETURNLOOP_* name and embedded ones for the rest (with ``own_embedded``,
+    embedded ones whatever RETURNLOOP_* say), with the schema and the topics in place."""
+    configured = {} if own_embedded else os.environ
+    with configured_or_embedded(
+        data_dir,
+        kafka_bootstrap=configured.get("RETURNLOOP_KAFKA_BOOTSTRAP"),
+        database_url=configured.get("RETURNLOOP_DATABASE_URL"),
+    ) as (bootstrap, database_url):
         migrate(database_url)
         ensure_topics(bootstrap, partitions=4)
         yield Servers(bootstrap, database_url)
