@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from shared.domain.vocabulary import HealthCode, Kind
-from shared.identity import InvalidIdNumber, normalise_id_number
+from shared.identity import MAX_CODE_LENGTH, InvalidIdNumber, normalise_id_number
 
 # RFC 3339 date-time with a mandatory offset ("Z" or "+08:00").
 # Unicode category Cc: C0 controls, DEL and C1 controls.
@@ -49,6 +49,9 @@ REJECT_REASONS = (
     "invalid_health_code",
     "not_permitted",
     "unprocessable",
+    "invalid_code",
+    "unknown_code",
+    "code_mismatch",
 )
 
 
@@ -101,6 +104,14 @@ def _id_number(value: Any) -> str:
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(aware_in_range)]
 IdNumber = Annotated[str, BeforeValidator(_id_number)]
 ShortText = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)]
+# A health-code id (any region's, URLs included) or a social-security card number, as read.
+Code = Annotated[str, Field(min_length=1, max_length=MAX_CODE_LENGTH), AfterValidator(printable)]
+OverrideReason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable)]
+
+
+def _needs_a_worker(id_number: str | None, code: str | None) -> None:
+    if id_number is None and code is None:
+        raise ValueError("id_number or code is required")
 
 
 class ScanIn(BaseModel):
@@ -110,19 +121,25 @@ class ScanIn(BaseModel):
 
     scan_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(printable)]
     kind: Kind
-    id_number: IdNumber
+    # Exactly one of these names the worker (both may come if they agree).
+    id_number: IdNumber | None = None
+    code: Code | None = None
     occurred_at: Timestamp
     station: ShortText
     temperature_c: Annotated[float, Field(ge=30.0, le=45.0, strict=True)] | None = None
     health_code: HealthCode | None = None
     trip_id: ShortText | None = None
     enterprise_id: ShortText | None = None
+    # Recorded although the decision before it said no: why.
+    override_reason: OverrideReason | None = None
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> ScanIn:
+        _needs_a_worker(self.id_number, self.code)
+        # Without a scanned colour a check goes by the platform's (contract v1.1).
         required = {
-            Kind.DEPARTURE_CHECK: ("temperature_c", "health_code"),
-            Kind.ARRIVAL_CHECK: ("temperature_c", "health_code"),
+            Kind.DEPARTURE_CHECK: ("temperature_c",),
+            Kind.ARRIVAL_CHECK: ("temperature_c",),
             Kind.BOARDING: ("trip_id",),
             Kind.CHECKIN: ("enterprise_id",),
         }[self.kind]
@@ -135,11 +152,17 @@ class ScanIn(BaseModel):
 class HealthCodeUpdateIn(BaseModel):
     """A colour change from the health-code platform (``healthcode.updates``)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    id_number: IdNumber
+    id_number: IdNumber | None = None
+    code: Code | None = None
     health_code: HealthCode
     as_of: Timestamp
+
+    @model_validator(mode="after")
+    def _a_worker(self) -> HealthCodeUpdateIn:
+        _needs_a_worker(self.id_number, self.code)
+        return self
 
 
 def decode_json(raw: bytes | str) -> Any:
@@ -163,6 +186,9 @@ def _reason_for(error: ValidationError) -> Rejected:
         return Rejected("unknown_kind", f"kind must be one of {', '.join(Kind)}")
     if field == "temperature_c" and kind in ("greater_than_equal", "less_than_equal"):
         return Rejected("temperature_out_of_range", "temperature_c must be within 30.0–45.0")
+    if field == "code":
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return Rejected("invalid_code", f"code: {message}")
     if field in ("occurred_at", "as_of"):
         return Rejected("invalid_timestamp", f"{field} must be an RFC 3339 timestamp with offset")
     if field == "health_code":

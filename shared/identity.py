@@ -70,7 +70,9 @@ def mask_card_number(card_no: str) -> str:
 
 
 _CARD = re.compile(r"^[0-9A-Z]{9,20}$")
-_HEALTH_CODE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{7,63}$")
+# Any region's health-code id as its QR carries it (URLs included): printable, 1–512.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+MAX_CODE_LENGTH = 512
 
 
 class InvalidCode(ValueError):
@@ -90,11 +92,12 @@ def normalise_card_number(raw: str) -> str:
 
 
 def normalise_health_code_id(raw: str) -> str:
-    """A health-code id as the platform issues it: 8–64 of letters, digits, ``_`` and ``-``."""
+    """A health-code id as its region issues it: 1–512 printable characters, URLs included."""
     candidate = raw.strip() if isinstance(raw, str) else ""
-    if not _HEALTH_CODE_ID.match(candidate):
+    if not 1 <= len(candidate) <= MAX_CODE_LENGTH or _CONTROL.search(candidate):
         raise InvalidCode(
-            "invalid_health_code_id", "health_code_id must be 8–64 letters, digits, _ or -"
+            "invalid_health_code_id",
+            f"health_code_id must be 1–{MAX_CODE_LENGTH} printable characters",
         )
     return candidate
 

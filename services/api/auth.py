@@ -20,6 +20,8 @@ class Role(StrEnum):
     GATE = "gate"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
+    # Feeds manifests and health-code colour updates (contract v1.1).
+    INTEGRATOR = "integrator"
 
 
 # Which scan kinds each role may post.
@@ -28,6 +30,7 @@ SCAN_KINDS_BY_ROLE: dict[Role, frozenset[Kind]] = {
     Role.HEALTH_STATION: frozenset({Kind.ARRIVAL_CHECK}),
     Role.GATE: frozenset({Kind.CHECKIN}),
     Role.SUPERVISOR: frozenset(),
+    Role.INTEGRATOR: frozenset(),
     Role.ADMIN: frozenset(Kind),
 }
 

@@ -16,9 +16,10 @@ from shared import topics
 from shared.adapters.kafka.consumer import BatchConsumer
 from shared.adapters.kafka.publisher import KafkaPublisher
 from shared.adapters.metrics import Metrics
+from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.identity import Pseudonymiser
-from shared.service_layer.ports import LoopStore, Publisher
+from shared.service_layer.ports import CodeDirectory, LoopStore, Publisher
 from shared.service_layer.tracker import Tracker
 from shared.settings import Settings, SettingsError, resolve_worker_ref_key, rules_from
 
@@ -32,6 +33,7 @@ def bootstrap(
     publisher: Publisher,
     metrics: Metrics,
     pseudonymiser: Pseudonymiser | None = None,
+    codes: CodeDirectory | None = None,
 ) -> Tracker:
     """The tracker's service layer wired to the adapters passed in (real or fake)."""
     return Tracker(
@@ -40,6 +42,7 @@ def bootstrap(
         pseudonymiser=pseudonymiser or Pseudonymiser(resolve_worker_ref_key(settings)),
         rules=rules_from(settings),
         metrics=metrics,
+        codes=codes,
     )
 
 
@@ -116,6 +119,7 @@ class TrackerProcess:
             publisher=self._publisher,
             metrics=self.metrics,
             pseudonymiser=self.pseudonymiser,
+            codes=LinkStore(self._store.pool, self.pseudonymiser),
         )
         self.consumers = build_consumers(
             self.tracker,

@@ -18,14 +18,18 @@ from shared.domain.vocabulary import (
     HEALTH_ALERTS,
     AlertKind,
     HealthCode,
+    HealthCodeSource,
     Kind,
     Stage,
     Status,
+    Travel,
 )
 
 STAGE_ORDER = tuple(Stage)
 _KIND_RANK = {kind: rank for rank, kind in enumerate(Kind)}
-_UPDATE_RANK = len(Kind)
+# A colour update sorts before a scan at the same instant: a platform colour
+# whose ``as_of`` equals a check's ``occurred_at`` counts at that check.
+_UPDATE_RANK = -1
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Rules:
     fever_threshold_c: float = 37.3
     arrival_grace: timedelta = timedelta(hours=2)
     checkin_window: timedelta = timedelta(hours=24)
+    # A platform colour older than this at a check is not used there.
+    health_code_max_age: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Scan:
     health_code: HealthCode | None = None
     trip_id: str | None = None
     enterprise_id: str | None = None
+    # Recorded although the decision before it said no: why.
+    override_reason: str | None = None
 
     @property
     def order_key(self) -> tuple[datetime, int, str]:
@@ -69,10 +77,20 @@ class HealthCodeUpdate:
 
 @dataclass(frozen=True)
 class Assignment:
-    """What the manifest expects of a worker: their enterprise and trip."""
+    """What the manifest expects of a worker: their enterprise, trip and way of travel.
+
+    A self-arranged journey (``travel`` self) has no trip and no boarding; its
+    ``expected_arrival``, when given, sets the arrival deadline.
+    """
 
     enterprise_id: str | None = None
     trip_id: str | None = None
+    travel: Travel = Travel.ORGANISED
+    expected_arrival: datetime | None = None
+
+    @property
+    def self_arranged(self) -> bool:
+        return self.travel is Travel.SELF
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,8 @@ class Checkpoint:
     health_code: HealthCode | None = None
     trip_id: str | None = None
     enterprise_id: str | None = None
+    health_code_source: HealthCodeSource | None = None
+    override_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,9 +150,9 @@ def is_fever(temperature_c: float | None, rules: Rules) -> bool:
     return temperature_c is not None and temperature_c >= rules.fever_threshold_c
 
 
-def check_passes(scan: Scan, rules: Rules) -> bool:
+def check_passes(temperature_c: float | None, colour: HealthCode | None, rules: Rules) -> bool:
     """A health check passes below the fever threshold with a green code."""
-    return not is_fever(scan.temperature_c, rules) and scan.health_code is HealthCode.GREEN
+    return not is_fever(temperature_c, rules) and colour is HealthCode.GREEN
 
 
 class _Fold:
@@ -157,6 +177,9 @@ class _Fold:
         self.checked_in_enterprise_id: str | None = None
         self.checkin_seen = False
         self.colour: HealthCode | None = None
+        # The latest colour from the platform, and since when.
+        self.platform_colour: HealthCode | None = None
+        self.platform_as_of: datetime | None = None
 
     def condition(self, kind: AlertKind, active: bool, at: datetime) -> None:
         """Open ``kind`` when it becomes active, close it when it stops being so.
@@ -188,6 +211,10 @@ class _Fold:
             eta = self.trip_etas.get(self.boarded_trip_id)
             if eta is not None:
                 deadlines.append((eta + self.rules.arrival_grace, AlertKind.OVERDUE_ARRIVAL))
+        elif self.assignment.self_arranged and self.departed and not self.arrived:
+            expected = self.assignment.expected_arrival
+            if expected is not None:
+                deadlines.append((expected + self.rules.arrival_grace, AlertKind.OVERDUE_ARRIVAL))
         if self.arrival_cleared_at is not None and not self.checkin_seen:
             deadlines.append(
                 (self.arrival_cleared_at + self.rules.checkin_window, AlertKind.OVERDUE_CHECKIN)
@@ -204,17 +231,35 @@ class _Fold:
         if self.stage is from_stage:
             self.stage = to_stage
 
-    def record(self, scan: Scan, passed: bool) -> None:
+    def record(
+        self,
+        scan: Scan,
+        passed: bool,
+        colour: HealthCode | None = None,
+        source: HealthCodeSource | None = None,
+    ) -> None:
         self.checkpoints[scan.kind] = Checkpoint(
             scan_id=scan.scan_id,
             at=scan.occurred_at,
             passed=passed,
             station=scan.station,
             temperature_c=scan.temperature_c,
-            health_code=scan.health_code,
+            health_code=colour if source is not None else scan.health_code,
             trip_id=scan.trip_id,
             enterprise_id=scan.enterprise_id,
+            health_code_source=source,
+            override_reason=scan.override_reason,
         )
+
+    def colour_at_check(self, scan: Scan) -> tuple[HealthCode | None, HealthCodeSource]:
+        """The colour a check goes by: as scanned, else the platform's latest in event time
+        (``as_of`` at or before the check and not older than the maximum age)."""
+        if scan.health_code is not None:
+            return scan.health_code, HealthCodeSource.SCANNED
+        as_of = self.platform_as_of
+        if as_of is not None and scan.occurred_at - as_of <= self.rules.health_code_max_age:
+            return self.platform_colour, HealthCodeSource.PLATFORM
+        return None, HealthCodeSource.MISSING
 
     def observe_colour(self, colour: HealthCode, at: datetime) -> None:
         self.colour = colour
@@ -222,17 +267,16 @@ class _Fold:
             self.condition(AlertKind.CODE_CHANGED_IN_TRANSIT, False, at)
 
     def departure_check(self, scan: Scan) -> None:
-        passed = check_passes(scan, self.rules)
+        colour, source = self.colour_at_check(scan)
+        passed = check_passes(scan.temperature_c, colour, self.rules)
         at = scan.occurred_at
         self.condition(AlertKind.FEVER_AT_DEPARTURE, is_fever(scan.temperature_c, self.rules), at)
-        self.condition(
-            AlertKind.CODE_NOT_GREEN_AT_DEPARTURE, scan.health_code is not HealthCode.GREEN, at
-        )
+        self.condition(AlertKind.CODE_NOT_GREEN_AT_DEPARTURE, colour is not HealthCode.GREEN, at)
         self.departure_ok = passed
         if passed:
             self.departed = True
             self.advance(Stage.REGISTERED, Stage.DEPARTURE_CLEARED)
-        self.record(scan, passed)
+        self.record(scan, passed, colour, source)
 
     def boarding(self, scan: Scan) -> None:
         at = scan.occurred_at
@@ -246,20 +290,26 @@ class _Fold:
         self.record(scan, self.departure_ok and right_trip)
 
     def arrival_check(self, scan: Scan) -> None:
-        passed = check_passes(scan, self.rules)
+        colour, source = self.colour_at_check(scan)
+        passed = check_passes(scan.temperature_c, colour, self.rules)
         at = scan.occurred_at
+        self_arranged = self.assignment.self_arranged
         self.arrived = True
         self.condition(AlertKind.OVERDUE_ARRIVAL, False, at)
-        self.condition(AlertKind.ARRIVED_WITHOUT_BOARDING, self.boarded_trip_id is None, at)
-        self.condition(AlertKind.FEVER_AT_ARRIVAL, is_fever(scan.temperature_c, self.rules), at)
         self.condition(
-            AlertKind.CODE_NOT_GREEN_AT_ARRIVAL, scan.health_code is not HealthCode.GREEN, at
+            AlertKind.ARRIVED_WITHOUT_BOARDING,
+            self.boarded_trip_id is None and not self_arranged,
+            at,
         )
+        self.condition(AlertKind.FEVER_AT_ARRIVAL, is_fever(scan.temperature_c, self.rules), at)
+        self.condition(AlertKind.CODE_NOT_GREEN_AT_ARRIVAL, colour is not HealthCode.GREEN, at)
         self.arrival_ok = passed
-        if passed and self.stage is Stage.BOARDED:
+        # A self-arranged journey has no boarding: the departure clearance leads here.
+        travelled = Stage.DEPARTURE_CLEARED if self_arranged else Stage.BOARDED
+        if passed and (self.stage is travelled or self.stage is Stage.BOARDED):
             self.stage = Stage.ARRIVAL_CLEARED
             self.arrival_cleared_at = at
-        self.record(scan, passed)
+        self.record(scan, passed, colour, source)
 
     def checkin(self, scan: Scan) -> None:
         at = scan.occurred_at
@@ -285,6 +335,8 @@ class _Fold:
         )
         if in_transit and update.health_code is not HealthCode.GREEN:
             self.condition(AlertKind.CODE_CHANGED_IN_TRANSIT, True, update.as_of)
+        self.platform_colour = update.health_code
+        self.platform_as_of = update.as_of
         self.observe_colour(update.health_code, update.as_of)
 
     def fold(self, events: Iterable[Scan | HealthCodeUpdate]) -> None:

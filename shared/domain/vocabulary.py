@@ -62,3 +62,18 @@ HEALTH_ALERTS = frozenset(
         AlertKind.CODE_CHANGED_IN_TRANSIT,
     }
 )
+
+
+class Travel(StrEnum):
+    """How a worker travels: on an organised trip, or on their own (no boarding)."""
+
+    ORGANISED = "organised"
+    SELF = "self"
+
+
+class HealthCodeSource(StrEnum):
+    """Where a check's colour came from."""
+
+    SCANNED = "scanned"
+    PLATFORM = "platform"
+    MISSING = "missing"

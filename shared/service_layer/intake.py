@@ -1,11 +1,12 @@
 """Intake: validate raw input records, pseudonymise, and sort accepted from rejected.
 
-Pure: no I/O. The caller publishes the result and only then commits offsets.
+Pure: no I/O. The caller resolves the codes the records name (``codes_named``)
+first, publishes the result, and only then commits offsets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,8 +18,10 @@ from shared.service_layer.messages import (
     AcceptedScan,
     DeadLetter,
     SourcePosition,
+    codes_in,
+    identify,
 )
-from shared.service_layer.ports import InputRecord
+from shared.service_layer.ports import InputRecord, WorkerIdentity
 
 
 @dataclass
@@ -61,11 +64,34 @@ def received_at(record: InputRecord, now: datetime) -> datetime:
     return now
 
 
+def codes_named(records: Sequence[InputRecord]) -> set[str]:
+    """The codes these records name workers by, to be resolved before ``validate_records``.
+
+    Only records that mention a code are decoded here (most carry an ID number).
+    """
+    payloads = []
+    for record in records:
+        if record.value is not None and b'"code"' in record.value:
+            try:
+                payloads.append(decode_json(record.value))
+            except Rejected:
+                continue
+    return codes_in(payloads)
+
+
 def validate_records(
-    records: Sequence[InputRecord], pseudonymiser: Pseudonymiser, *, now: datetime
+    records: Sequence[InputRecord],
+    pseudonymiser: Pseudonymiser,
+    *,
+    now: datetime,
+    resolved: Mapping[str, WorkerIdentity] | None = None,
 ) -> IntakeResult:
-    """Each record becomes an accepted scan/update or a dead letter with the reason."""
+    """Each record becomes an accepted scan/update or a dead letter with the reason.
+
+    ``resolved`` maps the codes the records name (``codes_named``) to their workers.
+    """
     result = IntakeResult()
+    resolved = resolved or {}
     for record in records:
         try:
             if record.value is None:
@@ -73,18 +99,20 @@ def validate_records(
             payload = decode_json(record.value)
             if record.topic == topics.HEALTHCODE_UPDATES:
                 update = parse_health_update(payload)
+                identity = identify(update, pseudonymiser, resolved)
                 result.updates.append(
-                    AcceptedHealthUpdate.from_input(update, pseudonymiser, received_at=now)
+                    AcceptedHealthUpdate.from_input(update, identity, received_at=now)
                 )
                 continue
             scan = parse_scan(payload, expected_kind=topics.KIND_BY_TOPIC.get(record.topic))
+            identity = identify(scan, pseudonymiser, resolved)
         except Rejected as problem:
             result.rejected.append(dead_letter(record, problem, now))
             continue
         source = SourcePosition(record.topic, record.partition, record.offset)
         try:
             accepted = AcceptedScan.from_input(
-                scan, pseudonymiser, received_at=received_at(record, now), source=source
+                scan, identity, received_at=received_at(record, now), source=source
             )
         except (ValueError, OverflowError) as error:  # validation let through what cannot be kept
             result.rejected.append(

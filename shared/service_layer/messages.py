@@ -7,17 +7,18 @@ message (so one partition, one writer per worker) and ``id_masked`` is shown.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from shared.contract import HealthCodeUpdateIn, ScanIn
+from shared.contract import HealthCodeUpdateIn, Rejected, ScanIn
 from shared.domain.model import Alert, HealthCodeUpdate, Scan, Transition
 from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import Pseudonymiser, mask_id_number
-from shared.service_layer.ports import Message
+from shared.service_layer.ports import Message, WorkerIdentity
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class AcceptedScan:
     def from_input(
         cls,
         scan_in: ScanIn,
-        pseudonymiser: Pseudonymiser,
+        identity: WorkerIdentity,
         *,
         received_at: datetime,
         source: SourcePosition | None = None,
@@ -55,10 +56,11 @@ class AcceptedScan:
             health_code=HealthCode(scan_in.health_code) if scan_in.health_code else None,
             trip_id=scan_in.trip_id,
             enterprise_id=scan_in.enterprise_id,
+            override_reason=scan_in.override_reason,
         )
         return cls(
-            worker_ref=pseudonymiser.worker_ref(scan_in.id_number),
-            id_masked=mask_id_number(scan_in.id_number),
+            worker_ref=identity.worker_ref,
+            id_masked=identity.id_masked,
             scan=scan,
             received_at=received_at,
             source=source,
@@ -82,6 +84,8 @@ class AcceptedScan:
             "enterprise_id": scan.enterprise_id,
             "received_at": self.received_at.isoformat(),
         }
+        if scan.override_reason is not None:
+            body["override_reason"] = scan.override_reason
         if self.source is not None:
             body["source"] = {
                 "topic": self.source.topic,
@@ -106,6 +110,7 @@ class AcceptedScan:
                 health_code=HealthCode(body["health_code"]) if body["health_code"] else None,
                 trip_id=body["trip_id"],
                 enterprise_id=body["enterprise_id"],
+                override_reason=body.get("override_reason"),
             ),
             received_at=datetime.fromisoformat(body["received_at"]),
             source=SourcePosition(**source) if source else None,
@@ -123,11 +128,11 @@ class AcceptedHealthUpdate:
 
     @classmethod
     def from_input(
-        cls, update_in: HealthCodeUpdateIn, pseudonymiser: Pseudonymiser, *, received_at: datetime
+        cls, update_in: HealthCodeUpdateIn, identity: WorkerIdentity, *, received_at: datetime
     ) -> AcceptedHealthUpdate:
         return cls(
-            worker_ref=pseudonymiser.worker_ref(update_in.id_number),
-            id_masked=mask_id_number(update_in.id_number),
+            worker_ref=identity.worker_ref,
+            id_masked=identity.id_masked,
             update=HealthCodeUpdate(
                 HealthCode(update_in.health_code), update_in.as_of.astimezone(UTC)
             ),
@@ -242,3 +247,39 @@ def alert_message(worker_ref: str, enterprise_id: str | None, alert: Alert) -> M
             "closed_at": alert.closed_at.isoformat() if alert.closed_at else None,
         },
     )
+
+
+def codes_in(payloads: Iterable[Any]) -> set[str]:
+    """The codes (health-code ids, card numbers) that decoded inputs name workers by."""
+    return {
+        code.strip()
+        for payload in payloads
+        if isinstance(payload, dict) and isinstance(code := payload.get("code"), str)
+    }
+
+
+def identify(
+    given: ScanIn | HealthCodeUpdateIn,
+    pseudonymiser: Pseudonymiser,
+    resolved: Mapping[str, WorkerIdentity],
+) -> WorkerIdentity:
+    """The worker an input names, by ID number or by a linked code.
+
+    Raises ``Rejected``: ``unknown_code`` when no link resolves the code (the
+    input can be replayed once the link exists), ``code_mismatch`` when the
+    ID number and the code name different workers.
+    """
+    by_id = (
+        WorkerIdentity(pseudonymiser.worker_ref(given.id_number), mask_id_number(given.id_number))
+        if given.id_number is not None
+        else None
+    )
+    if given.code is None:
+        assert by_id is not None  # the contract needs one of the two
+        return by_id
+    by_code = resolved.get(given.code)
+    if by_code is None:
+        raise Rejected("unknown_code", "no link resolves this code: link it, then replay")
+    if by_id is not None and by_id.worker_ref != by_code.worker_ref:
+        raise Rejected("code_mismatch", "the ID number and the code name different workers")
+    return by_code

@@ -6,7 +6,7 @@ Adapters implement them (``shared.adapters``); tests pass in-memory fakes
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +46,22 @@ class Publisher(Protocol):
 
     async def reachable(self) -> bool:
         """Whether the messages' destination answers now (for readiness)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who a scan or colour update is about, past intake: never the plain ID number."""
+
+    worker_ref: str
+    id_masked: str
+
+
+class CodeDirectory(Protocol):
+    """The links from the codes workers show to the workers themselves."""
+
+    async def resolve_codes(self, codes: Collection[str]) -> dict[str, WorkerIdentity]:
+        """The worker each actively linked code names; unknown codes are left out."""
         ...
 
 

@@ -21,14 +21,21 @@ from shared.contract import Rejected
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser
 from shared.service_layer import handlers
-from shared.service_layer.intake import dead_letter, validate_records
+from shared.service_layer.intake import codes_named, dead_letter, validate_records
 from shared.service_layer.messages import (
     AcceptedHealthUpdate,
     AcceptedScan,
     alert_message,
     transition_message,
 )
-from shared.service_layer.ports import InputRecord, LoopStore, Message, Publisher, RecordRefused
+from shared.service_layer.ports import (
+    CodeDirectory,
+    InputRecord,
+    LoopStore,
+    Message,
+    Publisher,
+    RecordRefused,
+)
 
 if TYPE_CHECKING:
     from shared.adapters.metrics import Metrics
@@ -51,8 +58,11 @@ class Tracker:
         pseudonymiser: Pseudonymiser,
         rules: Rules,
         metrics: Metrics,
+        codes: CodeDirectory | None = None,
     ) -> None:
         self.store = store
+        # Without a directory no code resolves: such inputs are dead-lettered as unknown_code.
+        self.codes = codes
         self.publisher = publisher
         self.pseudonymiser = pseudonymiser
         self.rules = rules
@@ -60,7 +70,9 @@ class Tracker:
 
     async def handle_intake(self, records: Sequence[InputRecord]) -> None:
         """Validate input; publish accepted and rejected; return when both are durable."""
-        result = validate_records(records, self.pseudonymiser, now=_utcnow())
+        codes = codes_named(records)
+        resolved = await self.codes.resolve_codes(codes) if codes and self.codes else {}
+        result = validate_records(records, self.pseudonymiser, now=_utcnow(), resolved=resolved)
         await asyncio.gather(
             self.publisher.publish(
                 topics.ACCEPTED, [(item.key(), item.to_bytes(), None) for item in result.scans]

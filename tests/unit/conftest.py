@@ -37,7 +37,7 @@ def departure_check(
     hours: float,
     *,
     temperature_c: float = NORMAL_TEMPERATURE_C,
-    health_code: HealthCode = HealthCode.GREEN,
+    health_code: HealthCode | None = HealthCode.GREEN,
     scan_id: str | None = None,
 ) -> Scan:
     return Scan(
@@ -64,7 +64,7 @@ def arrival_check(
     hours: float,
     *,
     temperature_c: float = NORMAL_TEMPERATURE_C,
-    health_code: HealthCode = HealthCode.GREEN,
+    health_code: HealthCode | None = HealthCode.GREEN,
     scan_id: str | None = None,
 ) -> Scan:
     return Scan(

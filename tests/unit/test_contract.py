@@ -170,9 +170,7 @@ def test_a_scan_without_a_field_every_kind_needs_is_missing_a_field(kind, field)
     ("kind", "field"),
     [
         ("departure_check", "temperature_c"),
-        ("departure_check", "health_code"),
         ("arrival_check", "temperature_c"),
-        ("arrival_check", "health_code"),
         ("boarding", "trip_id"),
         ("checkin", "enterprise_id"),
     ],
@@ -230,7 +228,7 @@ def test_a_scan_on_the_topic_of_another_kind_is_a_kind_topic_mismatch():
     ("id_number", "reason"),
     [
         (520502199003071238, "id_number_type"),
-        (None, "id_number_type"),
+        (None, "missing_field"),  # null names nobody, as an absent id_number
         (FIRST17, "id_number_length"),
         (ID_NUMBER + "1", "id_number_length"),
         (FIRST17 + "Y", "id_number_format"),
@@ -375,3 +373,38 @@ def test_every_reason_a_bad_update_or_bad_json_produces_is_a_known_reason_code()
 
 def test_each_rejection_carries_a_message_for_people():
     assert rejection(scan(temperature_c=50.0)).message
+
+
+@pytest.mark.parametrize("kind", ["departure_check", "arrival_check"])
+def test_a_check_without_a_scanned_colour_is_accepted_to_go_by_the_platforms(kind):
+    assert parse_scan(scan(kind, health_code=ABSENT)).health_code is None
+
+
+def test_a_scan_may_name_the_worker_by_the_code_they_show_instead_of_the_id_number():
+    parsed = parse_scan(scan("boarding", id_number=ABSENT, code="  https://hc.example/q?id=42 "))
+
+    assert parsed.id_number is None
+    assert parsed.code == "https://hc.example/q?id=42"
+
+
+def test_a_scan_naming_nobody_is_missing_the_id_number_or_code():
+    problem = rejection(scan("boarding", id_number=ABSENT))
+
+    assert problem.reason == "missing_field"
+    assert "id_number or code" in problem.message
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["x" * 513, "abc\x00def", "abc\u0085def", "line\nbreak", ""],
+)
+def test_a_code_too_long_or_with_control_characters_is_an_invalid_code(code):
+    problem = rejection(scan("boarding", id_number=ABSENT, code=code))
+
+    assert problem.reason in ("invalid_code", "missing_field")
+    assert problem.reason == "invalid_code" or code == ""
+
+
+def test_an_override_reason_is_kept_and_bounded():
+    assert parse_scan(scan("boarding", override_reason="driver waited")).override_reason
+    assert rejection(scan("boarding", override_reason="x" * 501)).reason == "invalid_field"

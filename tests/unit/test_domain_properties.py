@@ -18,7 +18,7 @@ from shared.domain.model import (
     apply,
     decide,
 )
-from shared.domain.vocabulary import HealthCode, Kind
+from shared.domain.vocabulary import HealthCode, Kind, Travel
 from tests.unit.conftest import (
     ASSIGNMENT,
     ENTERPRISE,
@@ -40,6 +40,12 @@ zones = st.sampled_from([UTC, timezone(timedelta(hours=8))])
 temperatures = st.sampled_from([36.2, 36.5, 36.6, 36.8, 37.2, 36.4, 37.3, 38.5])
 colours = st.sampled_from(list(HealthCode))
 mostly_green = st.sampled_from([HealthCode.GREEN] * 6 + [HealthCode.YELLOW, HealthCode.RED])
+# A check with no scanned colour goes by the platform's latest colour in event time.
+scanned_or_platform = st.sampled_from(
+    [HealthCode.GREEN] * 5 + [HealthCode.YELLOW, HealthCode.RED, None, None]
+)
+overrides = st.sampled_from([None, None, None, "recorded over a denial"])
+SELF_ASSIGNMENT = Assignment(enterprise_id=ENTERPRISE, travel=Travel.SELF)
 
 # Where each checkpoint's scans fall by default, so journeys are mostly in order but
 # jitter can move any scan before or after its neighbours; a coarse grid of times
@@ -86,11 +92,11 @@ def hours_for(draw, kind: Kind) -> float:
 def scans_at(draw, kind: Kind, hours: float, scan_id: str) -> Scan:
     if kind is Kind.DEPARTURE_CHECK:
         scan = departure_check(
-            hours, temperature_c=draw(temperatures), health_code=draw(mostly_green)
+            hours, temperature_c=draw(temperatures), health_code=draw(scanned_or_platform)
         )
     elif kind is Kind.ARRIVAL_CHECK:
         scan = arrival_check(
-            hours, temperature_c=draw(temperatures), health_code=draw(mostly_green)
+            hours, temperature_c=draw(temperatures), health_code=draw(scanned_or_platform)
         )
     elif kind is Kind.BOARDING:
         scan = boarding(hours, trip_id=draw(st.sampled_from([TRIP, TRIP, OTHER_TRIP])))
@@ -98,7 +104,12 @@ def scans_at(draw, kind: Kind, hours: float, scan_id: str) -> Scan:
         scan = checkin(
             hours, enterprise_id=draw(st.sampled_from([ENTERPRISE, ENTERPRISE, OTHER_ENTERPRISE]))
         )
-    return replace(scan, scan_id=scan_id, occurred_at=scan.occurred_at.astimezone(draw(zones)))
+    return replace(
+        scan,
+        scan_id=scan_id,
+        occurred_at=scan.occurred_at.astimezone(draw(zones)),
+        override_reason=draw(overrides),
+    )
 
 
 @st.composite
@@ -127,7 +138,17 @@ def journeys(draw) -> Journey:
         scans=tuple(sorted(scans, key=lambda scan: scan.order_key)),
         updates=tuple(draw(st.lists(updates(), max_size=3))),
         now=at(draw(st.integers(min_value=0, max_value=160).map(lambda n: n / 2))),
-        assignment=draw(st.sampled_from([ASSIGNMENT, ASSIGNMENT, Assignment()])),
+        assignment=draw(
+            st.sampled_from(
+                [
+                    ASSIGNMENT,
+                    ASSIGNMENT,
+                    Assignment(),
+                    SELF_ASSIGNMENT,
+                    replace(SELF_ASSIGNMENT, expected_arrival=at(9)),
+                ]
+            )
+        ),
         trip_etas=trip_etas,
     )
 

@@ -11,9 +11,9 @@ import pytest
 from shared import topics
 from shared.domain.vocabulary import HealthCode, Kind
 from shared.identity import Pseudonymiser, check_digit, mask_id_number
-from shared.service_layer.intake import validate_records
+from shared.service_layer.intake import codes_named, validate_records
 from shared.service_layer.messages import SourcePosition
-from shared.service_layer.ports import InputRecord
+from shared.service_layer.ports import InputRecord, WorkerIdentity
 
 NOW = datetime(2020, 3, 2, 6, 0, tzinfo=UTC)
 PSEUDONYMISER = Pseudonymiser(b"intake-test-key-0123456789abcdef")
@@ -238,3 +238,77 @@ def test_a_received_at_header_that_is_not_a_plausible_past_moment_is_ignored(hea
     ).scans
 
     assert accepted.received_at == NOW
+
+
+LINKED = WorkerIdentity("w_" + "a" * 24, "520502********1238")
+
+
+def code_record(kind: str, scan_id: str, code: str, offset: int, **fields: Any) -> InputRecord:
+    body = orjson.loads(scan_bytes(kind, scan_id, **fields))
+    del body["id_number"]
+    body["code"] = code
+    return record(topics.INPUT_TOPICS[kind], orjson.dumps(body), offset)
+
+
+def test_the_codes_a_batch_names_are_found_without_decoding_the_others():
+    batch = [DEPARTURE, code_record("boarding", "b-code", " HC-0001 ", 30), BAD_JSON]
+
+    assert codes_named(batch) == {"HC-0001"}
+
+
+def test_a_scan_by_a_linked_code_is_accepted_for_the_linked_worker():
+    scan = code_record("boarding", "b-code", "HC-0001", 31)
+
+    [accepted] = validate_records(
+        [scan], PSEUDONYMISER, now=NOW, resolved={"HC-0001": LINKED}
+    ).scans
+
+    assert (accepted.worker_ref, accepted.id_masked) == (LINKED.worker_ref, LINKED.id_masked)
+    assert b"HC-0001" not in accepted.to_bytes()
+
+
+def test_a_scan_by_a_code_no_link_resolves_is_dead_lettered_as_unknown_code():
+    scan = code_record("boarding", "b-unknown", "HC-9999", 32)
+
+    result = validate_records([scan], PSEUDONYMISER, now=NOW, resolved={"HC-0001": LINKED})
+
+    assert [letter.reason for letter in result.rejected] == ["unknown_code"]
+    assert result.rejected[0].original_value == scan.value
+
+
+def test_an_id_number_and_a_code_naming_different_workers_are_a_code_mismatch():
+    scan = code_record("boarding", "b-both", "HC-0001", 33, id_number=ID_NUMBER)
+    body = orjson.loads(scan.value or b"")
+    body["id_number"] = ID_NUMBER
+    scan = record(scan.topic, orjson.dumps(body), 33)
+
+    result = validate_records([scan], PSEUDONYMISER, now=NOW, resolved={"HC-0001": LINKED})
+
+    assert [letter.reason for letter in result.rejected] == ["code_mismatch"]
+
+
+def test_an_id_number_and_a_code_naming_the_same_worker_are_accepted():
+    same = WorkerIdentity(PSEUDONYMISER.worker_ref(ID_NUMBER), mask_id_number(ID_NUMBER))
+    body = orjson.loads(scan_bytes("boarding", "b-agree"))
+    body["code"] = "HC-0002"
+    scan = record(topics.INPUT_TOPICS["boarding"], orjson.dumps(body), 34)
+
+    result = validate_records([scan], PSEUDONYMISER, now=NOW, resolved={"HC-0002": same})
+
+    assert [item.worker_ref for item in result.scans] == [same.worker_ref]
+
+
+def test_a_colour_update_by_a_linked_code_is_accepted_for_the_linked_worker():
+    update = record(
+        topics.HEALTHCODE_UPDATES,
+        orjson.dumps(
+            {"code": "HC-0001", "health_code": "red", "as_of": "2020-03-02T09:30:00+08:00"}
+        ),
+        35,
+    )
+
+    [accepted] = validate_records(
+        [update], PSEUDONYMISER, now=NOW, resolved={"HC-0001": LINKED}
+    ).updates
+
+    assert accepted.worker_ref == LINKED.worker_ref

@@ -15,6 +15,7 @@ from shared.service_layer.messages import (
     AcceptedScan,
     DeadLetter,
     SourcePosition,
+    identify,
 )
 
 PSEUDONYMISER = Pseudonymiser(b"messages-test-key-0123456789abcd")
@@ -87,7 +88,9 @@ def test_an_accepted_scan_built_from_input_round_trips_and_keeps_the_instant():
             "health_code": "green",
         }
     )
-    original = AcceptedScan.from_input(scan_in, PSEUDONYMISER, received_at=RECEIVED_AT)
+    original = AcceptedScan.from_input(
+        scan_in, identify(scan_in, PSEUDONYMISER, {}), received_at=RECEIVED_AT
+    )
 
     restored = AcceptedScan.from_bytes(original.to_bytes())
 
@@ -125,7 +128,9 @@ def test_an_accepted_health_update_from_input_is_keyed_by_worker_ref_without_the
     update_in = parse_health_update(
         {"id_number": ID_NUMBER, "health_code": "yellow", "as_of": "2020-03-02T09:30:00+08:00"}
     )
-    original = AcceptedHealthUpdate.from_input(update_in, PSEUDONYMISER, received_at=RECEIVED_AT)
+    original = AcceptedHealthUpdate.from_input(
+        update_in, identify(update_in, PSEUDONYMISER, {}), received_at=RECEIVED_AT
+    )
 
     assert original.key() == WORKER_REF.encode()
     assert AcceptedHealthUpdate.from_bytes(original.to_bytes()) == original

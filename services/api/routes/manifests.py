@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from shared.contract import aware_in_range, printable
+from shared.domain.vocabulary import Travel
 from shared.identity import InvalidIdNumber, mask_id_number, normalise_id_number
 
 router = APIRouter(tags=["manifests"])
@@ -29,6 +30,8 @@ class EnterpriseIn(BaseModel):
     enterprise_id: Text
     name: Name
     shortage: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    district: Text | None = None
+    open_positions: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
 
 
 class TripIn(BaseModel):
@@ -45,6 +48,15 @@ class WorkerIn(BaseModel):
     name: Name
     enterprise_id: Text | None = None
     trip_id: Text | None = None
+    travel: Travel = Travel.ORGANISED
+    # For a self-arranged journey: when the worker should reach the arrival recheck.
+    expected_arrival: Moment | None = None
+
+    @model_validator(mode="after")
+    def _self_travel_has_no_trip(self) -> WorkerIn:
+        if self.travel is Travel.SELF and self.trip_id is not None:
+            raise ValueError("a worker travelling on their own (travel: self) has no trip_id")
+        return self
 
 
 class ManifestIn(BaseModel):
@@ -63,7 +75,7 @@ class ManifestOut(BaseModel):
 async def post_manifests(
     body: ManifestIn,
     context: ContextDep,
-    _: Annotated[Principal, Depends(require(Role.ADMIN))],
+    _: Annotated[Principal, Depends(require(Role.ADMIN, Role.INTEGRATOR))],
 ) -> Any:
     """Upsert enterprises, trips and workers; the ID numbers are pseudonymised here."""
     workers = []
@@ -79,6 +91,8 @@ async def post_manifests(
                 "name": worker.name,
                 "enterprise_id": worker.enterprise_id,
                 "trip_id": worker.trip_id,
+                "travel": worker.travel.value,
+                "expected_arrival": worker.expected_arrival,
                 "id_number_encrypted": context.id_cipher.encrypt(id_number)
                 if context.id_cipher
                 else None,

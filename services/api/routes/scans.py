@@ -13,7 +13,7 @@ from services.api.deps import ContextDep, PrincipalDep
 from services.api.errors import ApiError
 from shared import topics
 from shared.contract import Rejected, ScanIn, decode_json, parse_scan
-from shared.service_layer.messages import DeadLetter
+from shared.service_layer.messages import DeadLetter, codes_in, identify
 
 router = APIRouter(tags=["scans"])
 
@@ -75,12 +75,18 @@ async def post_scans(request: Request, context: ContextDep, principal: Principal
     results: list[dict[str, Any]] = []
     by_topic: dict[str, list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]]] = {}
     rejected: list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
+    codes = codes_in(items)
+    try:
+        resolved = await context.links.resolve_codes(codes) if codes else {}
+    except Exception as error:
+        raise ApiError(503, "unavailable", "the code links are unavailable; retry") from error
     for item in items:
         scan_id = item.get("scan_id") if isinstance(item, dict) else None
         scan_id = scan_id if isinstance(scan_id, str) else None
         original = orjson.dumps(item)
         try:
             scan = parse_scan(item)
+            identity = identify(scan, context.pseudonymiser, resolved)
             if not principal.may_post(scan.kind, scan.enterprise_id):
                 raise Rejected("not_permitted", f"the {principal.role} role may not post this scan")
         except Rejected as problem:
@@ -101,7 +107,7 @@ async def post_scans(request: Request, context: ContextDep, principal: Principal
             context.metrics.scans_total.labels(label, "rejected").inc()
             context.metrics.rejected_total.labels(problem.reason).inc()
             continue
-        key = context.pseudonymiser.worker_ref(scan.id_number).encode()
+        key = identity.worker_ref.encode()
         headers = [("received_at", now.isoformat().encode())]
         by_topic.setdefault(topics.INPUT_TOPICS[scan.kind], []).append((key, original, headers))
         results.append({"scan_id": scan.scan_id, "status": "accepted"})

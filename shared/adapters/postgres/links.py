@@ -5,6 +5,7 @@ Card numbers are kept only as a keyed hash (for lookup) and a masked form.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from shared.identity import (
     normalise_card_number,
     normalise_health_code_id,
 )
+from shared.service_layer.ports import WorkerIdentity
 
 HEALTH_CODE = "health_code"
 SSC_CARD = "ssc_card"
@@ -155,6 +157,44 @@ class LinkStore:
             if worker_ref is not None:
                 return str(worker_ref)
         return None
+
+    async def resolve_codes(self, codes: Collection[str]) -> dict[str, WorkerIdentity]:
+        """The worker each actively linked code names, in one statement for a batch."""
+        keys = {code: self.keys_for(code) for code in codes}
+        wanted = {(key.code_type, key.code_hash) for each in keys.values() for key in each}
+        if not wanted:
+            return {}
+        rows = await self.pool.fetch(
+            """
+            SELECT l.code_type, l.code_hash, l.worker_ref, w.id_masked
+            FROM code_links l JOIN workers w USING (worker_ref)
+            JOIN unnest($1::text[], $2::text[]) AS k(code_type, code_hash)
+                ON l.code_type = k.code_type AND l.code_hash = k.code_hash
+            WHERE l.unlinked_at IS NULL
+            """,
+            [code_type for code_type, _ in wanted],
+            [code_hash for _, code_hash in wanted],
+        )
+        found = {
+            (row["code_type"], row["code_hash"]): WorkerIdentity(
+                row["worker_ref"], row["id_masked"]
+            )
+            for row in rows
+        }
+        resolved = {}
+        for code, each in keys.items():
+            # A health-code id first, as ``resolve`` looks: a code may fit both shapes.
+            match = next(
+                (
+                    found[(k.code_type, k.code_hash)]
+                    for k in each
+                    if (k.code_type, k.code_hash) in found
+                ),
+                None,
+            )
+            if match is not None:
+                resolved[code] = match
+        return resolved
 
     async def linked(self, worker_ref: str) -> dict[str, str | None]:
         rows = await self.pool.fetch(

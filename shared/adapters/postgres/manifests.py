@@ -26,14 +26,19 @@ class ManifestStore:
             if enterprises:
                 await connection.execute(
                     """
-                    INSERT INTO enterprises (enterprise_id, name, shortage)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+                    INSERT INTO enterprises (enterprise_id, name, shortage, district,
+                        open_positions)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],
+                        $5::int[])
                     ON CONFLICT (enterprise_id) DO UPDATE SET name = EXCLUDED.name,
-                        shortage = EXCLUDED.shortage, updated_at = now()
+                        shortage = EXCLUDED.shortage, district = EXCLUDED.district,
+                        open_positions = EXCLUDED.open_positions, updated_at = now()
                     """,
                     [e["enterprise_id"] for e in enterprises],
                     [e["name"] for e in enterprises],
                     [e["shortage"] for e in enterprises],
+                    [e.get("district") for e in enterprises],
+                    [e.get("open_positions") for e in enterprises],
                 )
             if trips:
                 await connection.execute(
@@ -59,12 +64,13 @@ class ManifestStore:
                 await connection.execute(
                     """
                     INSERT INTO workers (worker_ref, id_masked, name, enterprise_id, trip_id,
-                        id_number_encrypted)
+                        id_number_encrypted, travel, expected_arrival)
                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                        $5::text[], $6::text[])
+                        $5::text[], $6::text[], $7::text[], $8::timestamptz[])
                     ON CONFLICT (worker_ref) DO UPDATE SET id_masked = EXCLUDED.id_masked,
                         name = EXCLUDED.name, enterprise_id = EXCLUDED.enterprise_id,
-                        trip_id = EXCLUDED.trip_id,
+                        trip_id = EXCLUDED.trip_id, travel = EXCLUDED.travel,
+                        expected_arrival = EXCLUDED.expected_arrival,
                         id_number_encrypted = coalesce(
                             EXCLUDED.id_number_encrypted, workers.id_number_encrypted),
                         updated_at = now()
@@ -75,6 +81,8 @@ class ManifestStore:
                     [w["enterprise_id"] for w in workers],
                     [w["trip_id"] for w in workers],
                     [w.get("id_number_encrypted") for w in workers],
+                    [w.get("travel", "organised") for w in workers],
+                    [w.get("expected_arrival") for w in workers],
                 )
                 await connection.execute(
                     "UPDATE loop_state SET next_deadline = now() WHERE worker_ref = ANY($1::text[])",

@@ -24,7 +24,7 @@ from shared.domain.model import (
     Scan,
     WorkerHistory,
 )
-from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status
+from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status, Travel
 from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
 from shared.service_layer.ports import RecordRefused, SavedState, WorkerAssignment
 
@@ -36,18 +36,21 @@ def checkpoint_to_json(checkpoint: Checkpoint) -> dict[str, Any]:
         "station": checkpoint.station,
         "scan_id": checkpoint.scan_id,
     }
-    for name in ("temperature_c", "trip_id", "enterprise_id"):
+    for name in ("temperature_c", "trip_id", "enterprise_id", "override_reason"):
         value = getattr(checkpoint, name)
         if value is not None:
             body[name] = value
     if checkpoint.health_code is not None:
         body["health_code"] = checkpoint.health_code.value
+    if checkpoint.health_code_source is not None:
+        body["health_code_source"] = checkpoint.health_code_source.value
     return body
 
 
 _SCAN_COLUMNS = (
     "scan_id, worker_ref, kind, occurred_at, station, temperature_c, health_code, "
-    "trip_id, enterprise_id, received_at, source_topic, source_partition, source_offset"
+    "trip_id, enterprise_id, received_at, source_topic, source_partition, source_offset, "
+    "override_reason"
 )
 
 
@@ -63,6 +66,7 @@ _DATA_ERRORS = (
 # Stored values back to the domain's enums without an Enum call per row.
 _KINDS = {kind.value: kind for kind in Kind}
 _COLOURS = {colour.value: colour for colour in HealthCode}
+_TRAVEL = {travel.value: travel for travel in Travel}
 
 
 # A batch's scans and states are COPYed (binary, typed column by column in C)
@@ -110,7 +114,8 @@ class LoopUnitOfWork:
         )
         rows = await self.connection.fetch(
             """
-            SELECT worker_ref, id_masked, enterprise_id, trip_id FROM workers
+            SELECT worker_ref, id_masked, enterprise_id, trip_id, travel, expected_arrival
+            FROM workers
             WHERE worker_ref = ANY($1::text[]) ORDER BY worker_ref FOR UPDATE
             """,
             refs,
@@ -119,7 +124,12 @@ class LoopUnitOfWork:
             row["worker_ref"]: WorkerAssignment(
                 row["worker_ref"],
                 row["id_masked"],
-                Assignment(row["enterprise_id"], row["trip_id"]),
+                Assignment(
+                    row["enterprise_id"],
+                    row["trip_id"],
+                    _TRAVEL[row["travel"]],
+                    row["expected_arrival"],
+                ),
             )
             for row in rows
         }
@@ -143,6 +153,7 @@ class LoopUnitOfWork:
                 item.source.topic if item.source else None,
                 item.source.partition if item.source else None,
                 item.source.offset if item.source else None,
+                item.scan.override_reason,
             )
             for item in accepted
         ]
@@ -191,10 +202,11 @@ class LoopUnitOfWork:
             colour,
             trip,
             enterprise,
+            override_reason,
         ) in await self.connection.fetch(
             """
                 SELECT worker_ref, scan_id, kind, occurred_at, station, temperature_c,
-                       health_code, trip_id, enterprise_id
+                       health_code, trip_id, enterprise_id, override_reason
                 FROM applied_scans WHERE worker_ref = ANY($1::text[])
                 """,
             worker_refs,
@@ -209,6 +221,7 @@ class LoopUnitOfWork:
                     _COLOURS[colour] if colour else None,
                     trip,
                     enterprise,
+                    override_reason,
                 )
             )
         updates = await self._by_worker(
