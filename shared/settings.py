@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     arrival_grace_hours: float = Field(default=2.0, ge=0)
     checkin_window_hours: float = Field(default=24.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # A check without a scanned colour uses the platform's colour up to this old.
+    health_code_max_age_hours: float = Field(default=24.0, gt=0)
+    # A trip's manifest workers with no boarding this long after departs_at are no-shows.
+    boarding_grace_minutes: float = Field(default=30.0, ge=0)
+    # How often the health-code platform is asked for the colours of linked workers in
+    # transit (0: never; colours then arrive on healthcode.updates or the push endpoint).
+    platform_poll_interval_seconds: float = Field(default=0.0, ge=0)
+    # The provincial health-code platform's base URL (unset: no polling).
+    health_code_platform_url: str | None = None
 
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
@@ -132,4 +141,5 @@ def rules_from(settings: Settings) -> Rules:
         fever_threshold_c=settings.fever_threshold_c,
         arrival_grace=timedelta(hours=settings.arrival_grace_hours),
         checkin_window=timedelta(hours=settings.checkin_window_hours),
+        health_code_max_age=timedelta(hours=settings.health_code_max_age_hours),
     )

@@ -19,8 +19,10 @@ from services.api.errors import ERROR_RESPONSES, install_error_handlers
 from services.api.limits import BodySizeLimit, RateLimiter
 from services.api.observe import ObserveLatency
 from services.api.routes import (
+    decisions,
     gate,
     health,
+    healthcode,
     links,
     manifests,
     scans,
@@ -97,6 +99,7 @@ def bootstrap(
         rules=rules_from(settings),
         supervision=SupervisorReads(pool),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        settings=settings,
         id_cipher=id_cipher,
     )
 
@@ -163,7 +166,17 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-    for module in (scans, manifests, workers, tokens, links, gate, supervision):
+    for module in (
+        scans,
+        decisions,
+        healthcode,
+        manifests,
+        workers,
+        tokens,
+        links,
+        gate,
+        supervision,
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

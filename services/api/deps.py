@@ -20,6 +20,7 @@ from shared.domain.model import Rules
 from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
 from shared.service_layer.ports import Publisher
+from shared.settings import Settings
 
 
 @dataclass
@@ -36,6 +37,7 @@ class ApiContext:
     links: LinkStore
     supervision: SupervisorReads
     rate_limiter: RateLimiter
+    settings: Settings
     # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.
     id_cipher: IdNumberCipher | None = None
 

@@ -130,6 +130,8 @@ class LoopState:
     checkpoints: Mapping[Kind, Checkpoint] = field(default_factory=dict)
     alerts: tuple[Alert, ...] = ()
     health_code: HealthCode | None = None
+    # When that colour was observed (scanned or from the platform).
+    health_code_at: datetime | None = None
     departed: bool = False
     boarded_trip_id: str | None = None
     arrived: bool = False
@@ -177,6 +179,7 @@ class _Fold:
         self.checked_in_enterprise_id: str | None = None
         self.checkin_seen = False
         self.colour: HealthCode | None = None
+        self.colour_at: datetime | None = None
         # The latest colour from the platform, and since when.
         self.platform_colour: HealthCode | None = None
         self.platform_as_of: datetime | None = None
@@ -263,6 +266,7 @@ class _Fold:
 
     def observe_colour(self, colour: HealthCode, at: datetime) -> None:
         self.colour = colour
+        self.colour_at = at
         if colour is HealthCode.GREEN:
             self.condition(AlertKind.CODE_CHANGED_IN_TRANSIT, False, at)
 
@@ -375,6 +379,7 @@ class _Fold:
             checkpoints=dict(self.checkpoints),
             alerts=alerts,
             health_code=self.colour,
+            health_code_at=self.colour_at,
             departed=self.departed,
             boarded_trip_id=self.boarded_trip_id,
             arrived=self.arrived,

@@ -114,7 +114,8 @@ def preview(raw: bytes, width: int = 48) -> str:
 def replay_topic(letter: DeadLetter) -> str:
     """Where replaying ``letter`` sends its original bytes, or raise NotReplayable.
 
-    Input that came over HTTP goes to the input topic of its ``kind``.
+    Input that came over HTTP goes to the input topic of its ``kind`` (colour
+    updates to ``healthcode.updates``).
     """
     if letter.source_topic in REPLAYABLE_TOPICS:
         return letter.source_topic
@@ -125,6 +126,8 @@ def replay_topic(letter: DeadLetter) -> str:
     except orjson.JSONDecodeError:
         raise NotReplayable("came over HTTP and is not JSON") from None
     kind = body.get("kind") if isinstance(body, dict) else None
+    if kind is None and isinstance(body, dict) and "as_of" in body:
+        return topics.HEALTHCODE_UPDATES  # a colour update posted over HTTP
     if not isinstance(kind, str) or kind not in topics.INPUT_TOPICS:
         raise NotReplayable("came over HTTP with no valid kind")
     return topics.INPUT_TOPICS[kind]

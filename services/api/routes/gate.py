@@ -10,10 +10,11 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
+from services.api.models import LoopView
+from services.api.workers_by_code import Code, find_worker
 from shared.contract import printable
 from shared.domain.gate import GateFacts, decide_gate
 from shared.domain.vocabulary import AlertKind, HealthCode
-from shared.identity import InvalidIdNumber, normalise_id_number
 
 router = APIRouter(tags=["gate"])
 
@@ -21,7 +22,7 @@ Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printa
 
 
 class GateIn(BaseModel):
-    code: Text | None = None
+    code: Code | None = None
     id_number: Text | None = None
     enterprise_id: Text
 
@@ -30,6 +31,12 @@ class GateIn(BaseModel):
         if (self.code is None) == (self.id_number is None):
             raise ValueError("give exactly one of code or id_number")
         return self
+
+
+class GateDecisionOut(BaseModel):
+    allow: bool
+    reasons: list[str]
+    loop: LoopView
 
 
 def facts_from(view: dict[str, Any]) -> GateFacts:
@@ -47,28 +54,16 @@ def _for_another_enterprise(view: dict[str, Any]) -> dict[str, Any]:
     return {**view, "trip_id": None, "checkpoints": {}, "alerts": []}
 
 
-@router.post("/gate/decision")
+@router.post("/gate/decision", response_model=GateDecisionOut)
 async def gate_decision(
     body: GateIn,
     context: ContextDep,
     principal: Annotated[Principal, Depends(require(Role.GATE, Role.SUPERVISOR, Role.ADMIN))],
-) -> dict[str, Any]:
+) -> Any:
     """May this worker check in at this enterprise? ``allow`` and every reason why not."""
     if principal.role is Role.GATE and body.enterprise_id != principal.enterprise_id:
         raise ApiError(403, "forbidden", "a gate decides for its own enterprise only")
-    if body.id_number is not None:
-        try:
-            worker_ref: str | None = context.pseudonymiser.worker_ref(
-                normalise_id_number(body.id_number)
-            )
-        except InvalidIdNumber as problem:
-            raise ApiError(422, problem.code, str(problem)) from None
-    else:
-        assert body.code is not None
-        keys = context.links.keys_for(body.code)
-        if not keys:
-            raise ApiError(422, "invalid_code", "not the shape of a health-code id or card number")
-        worker_ref = await context.links.resolve(keys)
+    worker_ref = await find_worker(context, id_number=body.id_number, code=body.code)
     view = await context.read_model.loop_view(worker_ref) if worker_ref else None
     if view is None:
         raise ApiError(404, "not_found", "no worker known by this code or ID number")

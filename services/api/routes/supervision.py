@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -52,14 +53,28 @@ class EnterprisesOut(BaseModel):
     enterprises: list[NamedRosterOut]
 
 
+class NamedWorkerOut(BaseModel):
+    worker_ref: str
+    id_masked: str
+    name: str | None
+
+
 class TripOut(BaseModel):
     trip_id: str
     mode: str | None
+    departs_at: str | None
     manifest: int
     boarded: int
     arrived: int
     missing: list[str]
     not_on_manifest: list[str]
+    no_show: Annotated[
+        list[str],
+        Field(description="on the manifest, no boarding, past departs_at + the boarding grace"),
+    ]
+    workers: Annotated[
+        list[NamedWorkerOut], Field(description="name and masked ID of everyone listed above")
+    ]
 
 
 class TripSummaryOut(BaseModel):
@@ -83,6 +98,8 @@ class TripsOut(BaseModel):
 class AlertOut(BaseModel):
     alert_id: int
     worker_ref: str
+    id_masked: str | None
+    name: str | None
     enterprise_id: str | None
     trip_id: str | None
     kind: str
@@ -138,7 +155,12 @@ async def list_trips(context: ContextDep, _: Supervisor, with_missing_only: bool
 @router.get("/trips/{trip_id}", response_model=TripOut)
 async def get_trip(trip_id: str, context: ContextDep, _: Supervisor) -> Any:
     """One trip's table: manifest, boarded, arrived, who is missing, who is not on the manifest."""
-    trip = await context.supervision.trip(trip_id) if _plausible(trip_id) else None
+    grace = timedelta(minutes=context.settings.boarding_grace_minutes)
+    trip = (
+        await context.supervision.trip(trip_id, boarding_grace=grace)
+        if _plausible(trip_id)
+        else None
+    )
     if trip is None:
         raise ApiError(404, "not_found", "no such trip")
     return trip

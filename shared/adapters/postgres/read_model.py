@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from shared.domain.vocabulary import Stage, Status
+from shared.domain.decisions import WorkerFacts
+from shared.domain.model import Alert, Checkpoint, LoopState
+from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status, Travel
+
+_KINDS = {kind.value: kind for kind in Kind}
 
 
 def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[str, Any]:
@@ -15,7 +20,9 @@ def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[
     return {
         "worker_ref": worker["worker_ref"],
         "id_masked": worker["id_masked"],
+        "name": worker["name"],
         "enterprise_id": worker["enterprise_id"],
+        "travel": worker["travel"],
         "trip_id": worker["trip_id"] or worker["boarded_trip_id"],
         "stage": worker["stage"] or Stage.REGISTERED.value,
         "status": worker["status"] or Status.OPEN.value,
@@ -40,13 +47,16 @@ class LoopReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def loop_view(self, worker_ref: str) -> dict[str, Any] | None:
+    async def _worker(self, worker_ref: str) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
         async with self.pool.acquire() as connection:
             worker = await connection.fetchrow(
                 """
-                SELECT w.worker_ref, w.id_masked, w.enterprise_id, w.trip_id,
+                SELECT w.worker_ref, w.id_masked, w.name, w.enterprise_id, w.trip_id, w.travel,
                        w.updated_at AS worker_updated_at, s.stage, s.status, s.health_code,
-                       s.checkpoints, s.boarded_trip_id, s.updated_at AS state_updated_at
+                       s.health_code_at, s.checkpoints, s.boarded_trip_id, s.departed,
+                       s.arrived, s.checked_in_enterprise_id,
+                       s.updated_at AS state_updated_at,
+                       (w.enterprise_id IS NOT NULL OR w.trip_id IS NOT NULL) AS on_manifest
                 FROM workers w LEFT JOIN loop_state s USING (worker_ref)
                 WHERE w.worker_ref = $1
                 """,
@@ -59,7 +69,51 @@ class LoopReadModel:
                 "ORDER BY raised_at, kind",
                 worker_ref,
             )
-        return loop_view(worker, alerts)
+        return worker, list(alerts)
+
+    async def loop_view(self, worker_ref: str) -> dict[str, Any] | None:
+        found = await self._worker(worker_ref)
+        return loop_view(*found) if found is not None else None
+
+    async def decision_facts(self, worker_ref: str) -> tuple[dict[str, Any], WorkerFacts] | None:
+        """The loop view and what a checkpoint decision needs to know of the worker."""
+        found = await self._worker(worker_ref)
+        if found is None:
+            return None
+        worker, alerts = found
+        checkpoints = {
+            _KINDS[kind]: Checkpoint(
+                scan_id=body.get("scan_id", ""),
+                at=datetime.fromisoformat(body["at"]),
+                passed=bool(body["passed"]),
+                station=body.get("station", ""),
+            )
+            for kind, body in (worker["checkpoints"] or {}).items()
+            if kind in _KINDS
+        }
+        state = LoopState(
+            stage=Stage(worker["stage"] or Stage.REGISTERED),
+            status=Status(worker["status"] or Status.OPEN),
+            checkpoints=checkpoints,
+            alerts=tuple(
+                Alert(AlertKind(a["kind"]), a["raised_at"], a["open"], a["closed_at"])
+                for a in alerts
+            ),
+            health_code=HealthCode(worker["health_code"]) if worker["health_code"] else None,
+            health_code_at=worker["health_code_at"],
+            departed=bool(worker["departed"]),
+            boarded_trip_id=worker["boarded_trip_id"],
+            arrived=bool(worker["arrived"]),
+            checked_in_enterprise_id=worker["checked_in_enterprise_id"],
+        )
+        facts = WorkerFacts(
+            on_manifest=worker["on_manifest"],
+            enterprise_id=worker["enterprise_id"],
+            trip_id=worker["trip_id"],
+            travel=Travel(worker["travel"]),
+            state=state,
+        )
+        return loop_view(worker, alerts), facts
 
     async def ping(self) -> bool:
         return bool(await self.pool.fetchval("SELECT 1"))

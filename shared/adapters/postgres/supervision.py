@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
@@ -62,7 +62,7 @@ def _iso(moment: datetime | None) -> str | None:
 # An alert with the worker's manifest enterprise and trip (the trip they boarded
 # when the manifest names none), as the loop view shows them.
 _ALERT_SELECT = """
-    SELECT a.alert_id, a.worker_ref, w.enterprise_id,
+    SELECT a.alert_id, a.worker_ref, w.id_masked, w.name, w.enterprise_id,
            coalesce(w.trip_id, s.boarded_trip_id) AS trip_id,
            a.kind, a.raised_at, a.open, a.closed_at,
            a.acknowledged_at, a.acknowledged_by, a.resolution_note
@@ -76,6 +76,8 @@ def _alert(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "alert_id": row["alert_id"],
         "worker_ref": row["worker_ref"],
+        "id_masked": row["id_masked"],
+        "name": row["name"],
         "enterprise_id": row["enterprise_id"],
         "trip_id": row["trip_id"],
         "kind": row["kind"],
@@ -221,17 +223,25 @@ class SupervisorReads:
             for row in rows
         ]
 
-    async def trip(self, trip_id: str) -> dict[str, Any] | None:
+    async def trip(self, trip_id: str, *, boarding_grace: timedelta) -> dict[str, Any] | None:
         """The contract's table of one trip; ``None`` when nothing refers to it.
 
         A trip that workers boarded but no manifest registered is shown with
-        ``mode`` null, so that the boarders are not lost from sight.
+        ``mode`` null, so that the boarders are not lost from sight. ``no_show``
+        lists the trip's manifest workers with no boarding once ``departs_at`` +
+        ``boarding_grace`` has passed; ``workers`` names everyone listed.
         """
         row = await self.pool.fetchrow(
             """
-            SELECT t.trip_id IS NOT NULL AS listed, t.mode,
+            SELECT t.trip_id IS NOT NULL AS listed, t.mode, t.departs_at,
                    (SELECT count(*) FROM workers WHERE trip_id = $1) AS manifest,
-                   b.boarded, b.arrived, b.missing, b.not_on_manifest
+                   b.boarded, b.arrived, b.missing, b.not_on_manifest,
+                   CASE WHEN now() > t.departs_at + $2::interval THEN (
+                       SELECT coalesce(array_agg(w.worker_ref ORDER BY w.worker_ref), '{}')
+                       FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+                       WHERE w.trip_id = $1 AND s.boarded_trip_id IS NULL
+                         AND NOT coalesce(s.checkpoints ? 'boarding', false)
+                   ) ELSE '{}' END AS no_show
             FROM (
                 SELECT count(*) AS boarded,
                        count(*) FILTER (WHERE s.arrived) AS arrived,
@@ -246,18 +256,31 @@ class SupervisorReads:
             LEFT JOIN trips t ON t.trip_id = $1
             """,
             trip_id,
+            boarding_grace,
         )
         assert row is not None  # an aggregate always yields one row
         if not row["listed"] and not row["manifest"] and not row["boarded"]:
             return None
+        listed = {*row["missing"], *row["not_on_manifest"], *row["no_show"]}
+        names = await self.pool.fetch(
+            "SELECT worker_ref, id_masked, name FROM workers WHERE worker_ref = ANY($1::text[]) "
+            "ORDER BY worker_ref",
+            sorted(listed),
+        )
         return {
             "trip_id": trip_id,
             "mode": row["mode"],
+            "departs_at": _iso(row["departs_at"]),
             "manifest": row["manifest"],
             "boarded": row["boarded"],
             "arrived": row["arrived"],
             "missing": list(row["missing"]),
             "not_on_manifest": list(row["not_on_manifest"]),
+            "no_show": list(row["no_show"]),
+            "workers": [
+                {"worker_ref": n["worker_ref"], "id_masked": n["id_masked"], "name": n["name"]}
+                for n in names
+            ],
         }
 
     async def alerts(

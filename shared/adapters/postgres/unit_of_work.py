@@ -83,7 +83,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS state_batch
 """
 _STATE_COLUMNS = (
     "worker_ref, id_masked, stage, status, health_code, departed, boarded_trip_id, arrived, "
-    "checked_in_enterprise_id, checkpoints, next_deadline, scan_count, updated_at"
+    "checked_in_enterprise_id, checkpoints, next_deadline, scan_count, updated_at, "
+    "health_code_at"
 )
 
 
@@ -302,6 +303,7 @@ class LoopUnitOfWork:
                     item.state.next_deadline,
                     item.scan_count,
                     now,
+                    item.state.health_code_at,
                 )
                 for item in saved
             ],
@@ -318,7 +320,8 @@ class LoopUnitOfWork:
                 arrived = EXCLUDED.arrived,
                 checked_in_enterprise_id = EXCLUDED.checked_in_enterprise_id,
                 checkpoints = EXCLUDED.checkpoints, next_deadline = EXCLUDED.next_deadline,
-                scan_count = EXCLUDED.scan_count, updated_at = EXCLUDED.updated_at
+                scan_count = EXCLUDED.scan_count, updated_at = EXCLUDED.updated_at,
+                health_code_at = EXCLUDED.health_code_at
             """
         )
         alerts = [(item.worker_ref, alert) for item in saved for alert in item.state.alerts]

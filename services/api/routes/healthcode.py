@@ -1,0 +1,93 @@
+"""Colour updates pushed by the health-code platform or an integrator (contract v1.1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from services.api.auth import Principal, Role
+from services.api.deps import ContextDep, require
+from services.api.errors import ApiError
+from shared import topics
+from shared.contract import HealthCodeUpdateIn, Rejected, parse_health_update
+from shared.service_layer.messages import DeadLetter, codes_in, identify
+from shared.service_layer.ports import Message
+
+router = APIRouter(tags=["health codes"])
+
+MAX_UPDATES = 1000
+HTTP_SOURCE = "http"
+
+
+class UpdatesIn(BaseModel):
+    # Items are validated one by one below, so one bad item cannot reject the batch.
+    updates: Annotated[
+        list[dict[str, Any]],
+        Field(
+            max_length=MAX_UPDATES,
+            json_schema_extra={"items": HealthCodeUpdateIn.model_json_schema()},
+        ),
+    ]
+
+
+class UpdateResult(BaseModel):
+    index: int
+    status: Literal["accepted", "rejected"]
+    reason: str | None = None
+    message: str | None = None
+
+
+class UpdateResults(BaseModel):
+    results: list[UpdateResult]
+
+
+@router.post("/healthcode/updates", status_code=202, response_model=UpdateResults)
+async def post_updates(
+    body: UpdatesIn,
+    context: ContextDep,
+    _: Annotated[Principal, Depends(require(Role.INTEGRATOR, Role.ADMIN))],
+) -> Any:
+    """Colour updates by ID number or linked code; one result per item, in order."""
+    now = datetime.now(UTC)
+    codes = codes_in(body.updates)
+    try:
+        resolved = await context.links.resolve_codes(codes) if codes else {}
+    except Exception as error:
+        raise ApiError(503, "unavailable", "the code links are unavailable; retry") from error
+    results: list[dict[str, Any]] = []
+    accepted: list[Message] = []
+    rejected: list[Message] = []
+    for index, item in enumerate(body.updates):
+        original = orjson.dumps(item)
+        try:
+            update = parse_health_update(item)
+            identity = identify(update, context.pseudonymiser, resolved)
+        except Rejected as problem:
+            results.append(
+                {
+                    "index": index,
+                    "status": "rejected",
+                    "reason": problem.reason,
+                    "message": problem.message,
+                }
+            )
+            letter = DeadLetter(
+                problem.reason, problem.message, None, original, HTTP_SOURCE, None, None, now
+            )
+            rejected.append((None, original, letter.headers()))
+            context.metrics.rejected_total.labels(problem.reason).inc()
+            continue
+        headers = [("received_at", now.isoformat().encode())]
+        accepted.append((identity.worker_ref.encode(), original, headers))
+        results.append({"index": index, "status": "accepted"})
+    try:
+        await context.publisher.publish(topics.HEALTHCODE_UPDATES, accepted)
+        await context.publisher.publish(topics.REJECTED, rejected)
+    except Exception as error:
+        raise ApiError(503, "unavailable", "the update log is unavailable; retry") from error
+    context.metrics.health_updates_total.labels("received").inc(len(accepted))
+    return {"results": results}
