@@ -1,0 +1,1 @@
+"""Contract tests: one test class per port, subclassed once per implementation."""
