@@ -1,0 +1,421 @@
+"""The tracker's service layer on in-memory fakes: intake, apply, poison isolation, sweep, rebuild.
+
+The tracker is wired by ``services.tracker.main.bootstrap``, the same function the
+running service uses, with ``FakeLoopStore`` and ``FakePublisher`` passed in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from services.tracker.main import bootstrap
+from shared import topics
+from shared.adapters.metrics import Metrics
+from shared.domain.model import LoopState
+from shared.domain.vocabulary import AlertKind, Stage, Status
+from shared.identity import check_digit
+from shared.service_layer import handlers
+from shared.service_layer.messages import AcceptedScan
+from shared.service_layer.ports import InputRecord, SavedState
+from shared.service_layer.rebuild import rebuild
+from shared.service_layer.tracker import Tracker
+from shared.settings import Settings
+from tests.fakes import FakeLoopStore, FakePublisher, PublishFailed
+
+SETTINGS = Settings(
+    worker_ref_key=SecretStr("tracker-service-unit-tests-worker-ref-key"),
+    fever_threshold_c=37.3,
+    arrival_grace_hours=2,
+    checkin_window_hours=24,
+)
+NOW = datetime.now(UTC)
+
+
+def hours_ago(hours: float) -> datetime:
+    return NOW - timedelta(hours=hours)
+
+
+_serials = itertools.count()
+
+
+def new_id_number() -> str:
+    """A valid ID number no other test of this session uses."""
+    first17 = f"52050219900307{next(_serials) % 1000:03d}"
+    return first17 + check_digit(first17)
+
+
+_KIND_FIELDS: dict[str, dict[str, Any]] = {
+    "departure_check": {"temperature_c": 36.5, "health_code": "green"},
+    "boarding": {"trip_id": "bus-guiyang-ningbo-0302"},
+    "arrival_check": {"temperature_c": 36.6, "health_code": "green"},
+    "checkin": {"enterprise_id": "yinzhou-textile"},
+}
+
+
+def scan_body(kind: str, id_number: str, hours_before_now: float, **fields: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "scan_id": f"{kind}-{random.randrange(16**12):012x}",
+            "kind": kind,
+            "id_number": id_number,
+            "occurred_at": hours_ago(hours_before_now).isoformat(),
+            "station": f"{kind} station",
+            **_KIND_FIELDS[kind],
+            **fields,
+        }
+    )
+
+
+def journey(id_number: str) -> list[tuple[str, bytes]]:
+    """Four passing scans, in order, the last an hour ago."""
+    return [
+        (topics.INPUT_TOPICS["departure_check"], scan_body("departure_check", id_number, 30)),
+        (topics.INPUT_TOPICS["boarding"], scan_body("boarding", id_number, 29)),
+        (topics.INPUT_TOPICS["arrival_check"], scan_body("arrival_check", id_number, 2)),
+        (topics.INPUT_TOPICS["checkin"], scan_body("checkin", id_number, 1)),
+    ]
+
+
+class Pipeline:
+    """The tracker's two consumers: intake reads the input topics, apply reads what
+    intake accepted; each moves on only once its handler has returned."""
+
+    def __init__(self, tracker: Tracker, publisher: FakePublisher) -> None:
+        self.tracker = tracker
+        self.publisher = publisher
+        self.read = {topics.ACCEPTED: 0, topics.HEALTHCODE_ACCEPTED: 0}
+        self.offset = 0
+
+    async def intake(self, *messages: tuple[str, bytes]) -> None:
+        records = []
+        for topic, value in messages:
+            records.append(InputRecord(topic, 0, self.offset, None, value))
+            self.offset += 1
+        await self.tracker.handle_intake(records)
+
+    def accepted(self) -> list[InputRecord]:
+        """What intake accepted and apply has not read yet."""
+        return [
+            InputRecord(topic, 0, offset, key, value)
+            for topic, start in self.read.items()
+            for offset, (key, value, _) in enumerate(self.publisher.published[topic])
+            if offset >= start
+        ]
+
+    async def apply(self, records: list[InputRecord] | None = None) -> None:
+        records = self.accepted() if records is None else records
+        await self.tracker.handle_apply(records)
+        self.read = {topic: len(self.publisher.published[topic]) for topic in self.read}
+
+    async def send(self, *messages: tuple[str, bytes]) -> None:
+        await self.intake(*messages)
+        await self.apply()
+
+
+@pytest.fixture
+def store() -> FakeLoopStore:
+    return FakeLoopStore()
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def tracker(store: FakeLoopStore, publisher: FakePublisher, registry: CollectorRegistry) -> Tracker:
+    return bootstrap(SETTINGS, store=store, publisher=publisher, metrics=Metrics(registry))
+
+
+@pytest.fixture
+def pipeline(tracker: Tracker, publisher: FakePublisher) -> Pipeline:
+    return Pipeline(tracker, publisher)
+
+
+def scans_counted(registry: CollectorRegistry, kind: str, outcome: str) -> float:
+    value = registry.get_sample_value("returnloop_scans_total", {"kind": kind, "outcome": outcome})
+    return value or 0.0
+
+
+# Intake.
+
+
+async def test_intake_publishes_accepted_scans_keyed_by_worker_ref_without_the_id_number(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    tracker: Tracker,
+) -> None:
+    id_number = new_id_number()
+    await pipeline.intake(*journey(id_number)[:2])
+
+    accepted = publisher.published[topics.ACCEPTED]
+    worker_ref = tracker.pseudonymiser.worker_ref(id_number)
+    assert [key for key, _, _ in accepted] == [worker_ref.encode()] * 2
+    assert [AcceptedScan.from_bytes(value).scan.kind for _, value, _ in accepted] == [
+        "departure_check",
+        "boarding",
+    ]
+    assert all(id_number.encode() not in value for _, value, _ in accepted)
+    assert publisher.published[topics.REJECTED] == []
+
+
+async def test_intake_sends_rejected_input_to_scans_rejected_with_its_reason_and_bytes(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    registry: CollectorRegistry,
+) -> None:
+    id_number = new_id_number()
+    wrong_check_digit = id_number[:-1] + ("0" if id_number[-1] != "0" else "1")
+    not_json = b'{"scan_id": "d1", "kind": '
+    bad_id = scan_body("departure_check", wrong_check_digit, 1)
+    await pipeline.intake(
+        (topics.INPUT_TOPICS["departure_check"], not_json),
+        (topics.INPUT_TOPICS["departure_check"], bad_id),
+        journey(id_number)[0],
+    )
+
+    rejected = publisher.published[topics.REJECTED]
+    assert [value for _, value, _ in rejected] == [not_json, bad_id]
+    assert [dict(headers or [])["reason"] for _, _, headers in rejected] == [
+        b"invalid_json",
+        b"id_number_checksum",
+    ]
+    assert len(publisher.published[topics.ACCEPTED]) == 1
+    assert registry.get_sample_value("returnloop_rejected_total", {"reason": "invalid_json"}) == 1
+
+
+async def test_intake_raises_when_the_publisher_fails_so_its_offsets_stay_uncommitted(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+) -> None:
+    publisher.fail()
+    with pytest.raises(PublishFailed):
+        await pipeline.intake(*journey(new_id_number()))
+
+
+# Apply.
+
+
+async def test_apply_records_the_scans_and_publishes_the_worker_s_transition(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+    registry: CollectorRegistry,
+) -> None:
+    id_number = new_id_number()
+    await pipeline.send(journey(id_number)[0])
+
+    worker_ref = tracker.pseudonymiser.worker_ref(id_number)
+    assert await store.applied_scan_count() == 1
+    state = store.state_of(worker_ref)
+    assert state is not None and (state.stage, state.status) == (
+        Stage.DEPARTURE_CLEARED,
+        Status.OPEN,
+    )
+    [(key, _, _)] = publisher.published[topics.TRANSITIONS]
+    assert key == worker_ref.encode()
+    [transition] = publisher.values(topics.TRANSITIONS)
+    assert transition["worker_ref"] == worker_ref
+    assert (transition["previous_stage"], transition["stage"]) == (
+        "registered",
+        "departure_cleared",
+    )
+    assert scans_counted(registry, "departure_check", "applied") == 1
+
+
+async def test_a_fever_at_departure_holds_the_worker_and_raises_fever_at_departure(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+) -> None:
+    id_number = new_id_number()
+    fever = scan_body("departure_check", id_number, 1, temperature_c=38.5)
+    await pipeline.send((topics.INPUT_TOPICS["departure_check"], fever))
+
+    worker_ref = tracker.pseudonymiser.worker_ref(id_number)
+    [alert] = publisher.values(topics.ALERTS)
+    assert (alert["worker_ref"], alert["kind"], alert["open"]) == (
+        worker_ref,
+        "fever_at_departure",
+        True,
+    )
+    [transition] = publisher.values(topics.TRANSITIONS)
+    assert transition["status"] == "held"
+    assert [a.kind for a in store.alerts_of(worker_ref) if a.open] == [AlertKind.FEVER_AT_DEPARTURE]
+
+
+async def test_a_scan_delivered_again_changes_nothing_and_publishes_nothing(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    registry: CollectorRegistry,
+) -> None:
+    await pipeline.send(*journey(new_id_number()))
+    redelivered = [
+        InputRecord(topics.ACCEPTED, 0, offset, key, value)
+        for offset, (key, value, _) in enumerate(publisher.published[topics.ACCEPTED])
+    ]
+    transitions = len(publisher.published[topics.TRANSITIONS])
+    alerts = len(publisher.published[topics.ALERTS])
+
+    await pipeline.apply(redelivered)
+
+    assert await store.applied_scan_count() == 4
+    assert len(publisher.published[topics.TRANSITIONS]) == transitions
+    assert len(publisher.published[topics.ALERTS]) == alerts
+    assert scans_counted(registry, "checkin", "duplicate") == 1
+
+
+async def test_a_scan_the_store_refuses_is_dead_lettered_while_the_rest_of_the_batch_applies(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+    registry: CollectorRegistry,
+) -> None:
+    id_numbers = [new_id_number() for _ in range(3)]
+    await pipeline.intake(*(message for n in id_numbers for message in journey(n)[:2]))
+    batch = pipeline.accepted()
+    # A message on scans.accepted that no validation let through: PostgreSQL text has no NUL.
+    good = AcceptedScan.from_bytes(batch[2].value or b"")
+    poison = replace(good, scan=replace(good.scan, scan_id="poison\x00scan"))
+    poison_record = InputRecord(topics.ACCEPTED, 1, 99, poison.key(), poison.to_bytes())
+    batch.insert(3, poison_record)
+
+    await pipeline.apply(batch)
+
+    assert await store.applied_scan_count() == 6
+    for id_number in id_numbers:
+        state = store.state_of(tracker.pseudonymiser.worker_ref(id_number))
+        assert state is not None and state.stage is Stage.BOARDED
+    [(key, value, headers)] = publisher.published[topics.REJECTED]
+    assert (key, value) == (poison_record.key, poison_record.value)
+    assert dict(headers or [])["reason"] == b"unprocessable"
+    assert dict(headers or [])["source_offset"] == b"99"
+    assert scans_counted(registry, poison.scan.kind.value, "rejected") == 1
+
+
+async def test_apply_raises_when_the_publisher_fails_so_its_offsets_stay_uncommitted(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+) -> None:
+    await pipeline.intake(*journey(new_id_number()))
+    publisher.fail()
+    with pytest.raises(PublishFailed):
+        await pipeline.apply()
+    assert len(pipeline.accepted()) == 4  # still unread: the consumer will deliver them again
+
+
+async def test_a_colour_turning_red_in_transit_raises_code_changed_in_transit(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+) -> None:
+    id_number = new_id_number()
+    await pipeline.send(*journey(id_number)[:2])
+    red = {"id_number": id_number, "health_code": "red", "as_of": hours_ago(3).isoformat()}
+    await pipeline.send((topics.HEALTHCODE_UPDATES, orjson.dumps(red)))
+
+    worker_ref = tracker.pseudonymiser.worker_ref(id_number)
+    state = store.state_of(worker_ref)
+    assert state is not None and state.status is Status.HELD
+    assert AlertKind.CODE_CHANGED_IN_TRANSIT in state.open_alerts
+    assert publisher.values(topics.ALERTS)[-1]["kind"] == "code_changed_in_transit"
+
+
+# Sweep.
+
+
+async def board(pipeline: Pipeline, store: FakeLoopStore, tracker: Tracker, eta: datetime) -> str:
+    """A manifest worker passes departure 10 h ago and boards 9 h ago a trip due at ``eta``;
+    the scans were applied when they happened. Returns the worker_ref."""
+    id_number = new_id_number()
+    worker_ref = tracker.pseudonymiser.worker_ref(id_number)
+    store.seed_trip("bus-guiyang-ningbo-0302", eta=eta)
+    store.seed_worker(worker_ref, trip_id="bus-guiyang-ningbo-0302")
+    await pipeline.intake(
+        (topics.INPUT_TOPICS["departure_check"], scan_body("departure_check", id_number, 10)),
+        (topics.INPUT_TOPICS["boarding"], scan_body("boarding", id_number, 9)),
+    )
+    scans = [AcceptedScan.from_bytes(record.value or b"") for record in pipeline.accepted()]
+    await handlers.apply_scans(store, scans, rules=tracker.rules, now=hours_ago(9))
+    return worker_ref
+
+
+async def test_the_sweep_raises_overdue_arrival_once_the_trip_is_past_its_eta_and_grace(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+) -> None:
+    worker_ref = await board(pipeline, store, tracker, eta=hours_ago(3))
+    state = store.state_of(worker_ref)
+    assert state is not None and state.status is Status.OPEN
+
+    assert await tracker.sweep() == 1
+
+    state = store.state_of(worker_ref)
+    assert state is not None and state.status is Status.BROKEN
+    assert state.open_alerts == {AlertKind.OVERDUE_ARRIVAL}
+    [alert] = publisher.values(topics.ALERTS)
+    assert (alert["worker_ref"], alert["kind"], alert["open"]) == (
+        worker_ref,
+        "overdue_arrival",
+        True,
+    )
+    assert alert["raised_at"] == (hours_ago(3) + timedelta(hours=2)).isoformat()
+
+
+async def test_the_sweep_leaves_a_worker_alone_while_the_trip_may_still_arrive(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+) -> None:
+    worker_ref = await board(pipeline, store, tracker, eta=hours_ago(1))  # grace: 1 h left
+
+    assert await tracker.sweep() == 0
+
+    state = store.state_of(worker_ref)
+    assert state is not None and state.open_alerts == frozenset()
+    assert publisher.published[topics.ALERTS] == []
+
+
+# Rebuild.
+
+
+async def test_rebuild_re_decides_every_worker_from_the_scan_log(
+    pipeline: Pipeline, store: FakeLoopStore, tracker: Tracker
+) -> None:
+    id_numbers = [new_id_number() for _ in range(3)]
+    await pipeline.send(*(message for n in id_numbers for message in journey(n)))
+    worker_refs = [tracker.pseudonymiser.worker_ref(n) for n in id_numbers]
+    async with store.transaction() as uow:  # states lost, the scan log intact
+        await uow.save([SavedState(ref, "masked", LoopState(), 0) for ref in worker_refs], NOW)
+
+    report = await rebuild(store, rules=tracker.rules, chunk_size=2, jobs=2, progress=False)
+
+    assert (report.workers, report.scans, report.corrected) == (3, 12, 3)
+    for ref in worker_refs:
+        state = store.state_of(ref)
+        assert state is not None and (state.stage, state.status) == (
+            Stage.CHECKED_IN,
+            Status.CLOSED,
+        )
