@@ -60,6 +60,9 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 _DATA_ERRORS = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    # A value too large for an index row (a multi-kilobyte scan_id written straight to
+    # scans.accepted): retrying the same data can never succeed.
+    asyncpg.ProgramLimitExceededError,
     ValueError,
     OverflowError,
 )
