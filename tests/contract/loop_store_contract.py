@@ -28,7 +28,7 @@ from shared.domain.model import (
     Scan,
     WorkerHistory,
 )
-from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status
+from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status, Travel
 from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan, SourcePosition
 from shared.service_layer.ports import LoopStore, RecordRefused, SavedState
 
@@ -118,6 +118,8 @@ class LoopStoreContract:
         id_masked: str,
         enterprise_id: str | None,
         trip_id: str | None,
+        travel: Travel = Travel.ORGANISED,
+        expected_arrival: datetime | None = None,
     ) -> None:
         """Put a manifest's worker row in place, as ``POST /v1/manifests`` would."""
         raise NotImplementedError
@@ -183,7 +185,14 @@ class LoopStoreContract:
         ref = new_ref()
         recorded = [
             scan(ref, Kind.DEPARTURE_CHECK, 0, temperature_c=38.45, health_code=HealthCode.RED),
-            scan(ref, Kind.BOARDING, 1, trip_id=new_id("trip"), station="bus door 3"),
+            scan(
+                ref,
+                Kind.BOARDING,
+                1,
+                trip_id=new_id("trip"),
+                station="bus door 3",
+                override_reason="boarded on the team leader's word",
+            ),
             scan(ref, Kind.ARRIVAL_CHECK, 2, temperature_c=36.1, health_code=HealthCode.YELLOW),
             scan(ref, Kind.CHECKIN, 3, enterprise_id=new_id("enterprise")),
         ]
@@ -427,6 +436,24 @@ class LoopStoreContract:
         assert locked[ref].assignment.enterprise_id == enterprise
         assert locked[ref].assignment.trip_id == trip
         assert locked[fresh].assignment.enterprise_id is None
+
+    async def test_locking_a_worker_travelling_on_their_own_gives_their_expected_arrival(
+        self, store: LoopStore
+    ) -> None:
+        ref = new_ref()
+        await self.seed_worker(
+            store,
+            ref,
+            id_masked=MASKED,
+            enterprise_id=new_id("enterprise"),
+            trip_id=None,
+            travel=Travel.SELF,
+            expected_arrival=at(9),
+        )
+        async with store.transaction() as uow:
+            locked = await uow.lock_workers({ref: MASKED})
+        assert locked[ref].assignment.travel is Travel.SELF
+        assert locked[ref].assignment.expected_arrival == at(9)
 
     async def test_locking_a_known_worker_keeps_their_stored_masked_id(
         self, store: LoopStore

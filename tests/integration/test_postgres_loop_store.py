@@ -9,6 +9,7 @@ import pytest
 
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.unit_of_work import PostgresStore
+from shared.domain.vocabulary import Travel
 from shared.service_layer.ports import LoopStore
 from tests.contract.loop_store_contract import LoopStoreContract
 
@@ -31,6 +32,8 @@ class TestPostgresLoopStore(LoopStoreContract):
         id_masked: str,
         enterprise_id: str | None,
         trip_id: str | None,
+        travel: Travel = Travel.ORGANISED,
+        expected_arrival: datetime | None = None,
     ) -> None:
         assert isinstance(store, PostgresStore)
         worker = {
@@ -39,6 +42,8 @@ class TestPostgresLoopStore(LoopStoreContract):
             "name": "test worker",
             "enterprise_id": enterprise_id,
             "trip_id": trip_id,
+            "travel": travel.value,
+            "expected_arrival": expected_arrival,
         }
         await ManifestStore(store.pool).upsert_manifest([], [], [worker])
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from shared.domain.vocabulary import Travel
 from shared.service_layer.ports import LoopStore, RecordRefused
 from tests.contract.loop_store_contract import LoopStoreContract
 from tests.fakes import FakeLoopStore, TransactionAborted
@@ -27,10 +28,17 @@ class TestFakeLoopStore(LoopStoreContract):
         id_masked: str,
         enterprise_id: str | None,
         trip_id: str | None,
+        travel: Travel = Travel.ORGANISED,
+        expected_arrival: datetime | None = None,
     ) -> None:
         assert isinstance(store, FakeLoopStore)
         store.seed_worker(
-            worker_ref, id_masked=id_masked, enterprise_id=enterprise_id, trip_id=trip_id
+            worker_ref,
+            id_masked=id_masked,
+            enterprise_id=enterprise_id,
+            trip_id=trip_id,
+            travel=travel,
+            expected_arrival=expected_arrival,
         )
 
     async def seed_trip(self, store: LoopStore, trip_id: str, *, eta: datetime) -> None:
