@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from shared.domain.vocabulary import (
+    COLOUR_ALERTS,
     HEALTH_ALERTS,
     AlertKind,
+    DispositionKind,
     HealthCode,
     HealthCodeSource,
     Kind,
@@ -30,6 +32,8 @@ _KIND_RANK = {kind: rank for rank, kind in enumerate(Kind)}
 # A colour update sorts before a scan at the same instant: a platform colour
 # whose ``as_of`` equals a check's ``occurred_at`` counts at that check.
 _UPDATE_RANK = -1
+# A disposition sorts after the scans of its instant: it answers what they found.
+_DISPOSITION_RANK = len(Kind)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,24 @@ class HealthCodeUpdate:
     @property
     def order_key(self) -> tuple[datetime, int, str]:
         return (self.as_of, _UPDATE_RANK, self.health_code.value)
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """What a health station or supervisor recorded about a worker, in event time."""
+
+    disposition_id: str
+    kind: DispositionKind
+    at: datetime
+    by: str = ""
+    note: str = ""
+
+    @property
+    def order_key(self) -> tuple[datetime, int, str]:
+        return (self.at, _DISPOSITION_RANK, self.disposition_id)
+
+
+Event = Scan | HealthCodeUpdate | Disposition
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,7 @@ class LoopState:
     checked_in_enterprise_id: str | None = None
     # The earliest overdue deadline still ahead: when the sweep must look again.
     next_deadline: datetime | None = None
+    dispositions: tuple[Disposition, ...] = ()
 
     @property
     def open_alerts(self) -> frozenset[AlertKind]:
@@ -183,6 +206,8 @@ class _Fold:
         # The latest colour from the platform, and since when.
         self.platform_colour: HealthCode | None = None
         self.platform_as_of: datetime | None = None
+        self.withdrawn = False
+        self.dispositions: list[Disposition] = []
 
     def condition(self, kind: AlertKind, active: bool, at: datetime) -> None:
         """Open ``kind`` when it becomes active, close it when it stops being so.
@@ -226,6 +251,8 @@ class _Fold:
 
     def pass_time(self, until: datetime) -> None:
         """Raise every overdue alert whose deadline lies before ``until``."""
+        if self.withdrawn:
+            return  # nobody is waiting for a worker who will not return
         for deadline, kind in self.overdue_deadlines():
             if deadline < until:
                 self.condition(kind, True, deadline)
@@ -343,9 +370,29 @@ class _Fold:
         self.platform_as_of = update.as_of
         self.observe_colour(update.health_code, update.as_of)
 
-    def fold(self, events: Iterable[Scan | HealthCodeUpdate]) -> None:
+    def disposition(self, disposition: Disposition) -> None:
+        at = disposition.at
+        if disposition.kind is DispositionKind.RELEASED:
+            self.withdrawn = False
+            for kind in HEALTH_ALERTS:
+                self.condition(kind, False, at)
+        elif disposition.kind is DispositionKind.CODE_APPEAL_UPHELD:
+            for kind in COLOUR_ALERTS:
+                self.condition(kind, False, at)
+        elif disposition.kind is DispositionKind.WITHDRAWN:
+            self.withdrawn = True
+            for kind in list(self.opened):
+                self.condition(kind, False, at)
+        # isolation and medical_observation are recorded; the hold stays.
+        self.dispositions.append(disposition)
+
+    def fold(self, events: Iterable[Event]) -> None:
         """Fold events, already in event-time order, raising overdue alerts on the way."""
         for event in events:
+            if isinstance(event, Disposition):
+                self.pass_time(event.at)
+                self.disposition(event)
+                continue
             if isinstance(event, HealthCodeUpdate):
                 self.pass_time(event.as_of)
                 self.health_update(event)
@@ -365,7 +412,9 @@ class _Fold:
         if alerts is None:
             alerts = self.alerts()
         open_kinds = self.opened.keys()
-        if any(kind in HEALTH_ALERTS for kind in open_kinds):
+        if self.withdrawn:
+            status = Status.WITHDRAWN
+        elif any(kind in HEALTH_ALERTS for kind in open_kinds):
             status = Status.HELD
         elif open_kinds:
             status = Status.BROKEN
@@ -384,11 +433,12 @@ class _Fold:
             boarded_trip_id=self.boarded_trip_id,
             arrived=self.arrived,
             checked_in_enterprise_id=self.checked_in_enterprise_id,
-            next_deadline=min(ahead, default=None),
+            next_deadline=None if self.withdrawn else min(ahead, default=None),
+            dispositions=tuple(self.dispositions),
         )
 
 
-def _order_key(event: Scan | HealthCodeUpdate) -> tuple[datetime, int, str]:
+def _order_key(event: Event) -> tuple[datetime, int, str]:
     return event.order_key
 
 
@@ -399,21 +449,27 @@ def _alert_order(alert: Alert) -> tuple[datetime, str]:
 def decide(
     scans: Iterable[Scan],
     updates: Iterable[HealthCodeUpdate] = (),
+    dispositions: Iterable[Disposition] = (),
     *,
     now: datetime,
     assignment: Assignment = Assignment(),
     trip_etas: Mapping[str, datetime] | None = None,
     rules: Rules = Rules(),
 ) -> LoopState:
-    """Fold a worker's scans and colour updates in event-time order into their loop state.
+    """Fold a worker's scans, colour updates and dispositions in event-time order into
+    their loop state.
 
-    Duplicates (same ``scan_id``) count once. Overdue alerts are raised for
-    every deadline that passed before the next event or before ``now``.
+    Duplicates (same ``scan_id``, same ``disposition_id``) count once. Overdue
+    alerts are raised for every deadline that passed before the next event or
+    before ``now``.
     """
     unique: dict[str, Scan] = {}
     for scan in scans:
         unique.setdefault(scan.scan_id, scan)
-    events: list[Scan | HealthCodeUpdate] = [*unique.values(), *set(updates)]
+    recorded: dict[str, Disposition] = {}
+    for disposition in dispositions:
+        recorded.setdefault(disposition.disposition_id, disposition)
+    events: list[Event] = [*unique.values(), *set(updates), *recorded.values()]
     events.sort(key=lambda event: event.order_key)
     fold = _Fold(assignment, trip_etas or {}, rules)
     fold.fold(events)
@@ -454,6 +510,7 @@ class WorkerHistory:
     scans: tuple[Scan, ...] = ()
     updates: tuple[HealthCodeUpdate, ...] = ()
     alerts: tuple[Alert, ...] = ()
+    dispositions: tuple[Disposition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -482,12 +539,13 @@ def apply(
     *,
     scans: Iterable[Scan] = (),
     updates: Iterable[HealthCodeUpdate] = (),
+    dispositions: Iterable[Disposition] = (),
     now: datetime,
     assignment: Assignment = Assignment(),
     trip_etas: Mapping[str, datetime] | None = None,
     rules: Rules = Rules(),
 ) -> Transition:
-    """Apply new scans/updates (duplicates ignored) and re-decide the worker's state."""
+    """Apply new scans/updates/dispositions (duplicates ignored) and re-decide the state."""
     seen = {scan.scan_id for scan in history.scans}
     applied: list[Scan] = []
     for scan in scans:
@@ -501,9 +559,14 @@ def apply(
         if updates
         else history.updates
     )
+    known = {d.disposition_id: d for d in history.dispositions}
+    for disposition in dispositions:
+        known.setdefault(disposition.disposition_id, disposition)
+    all_dispositions = tuple(sorted(known.values(), key=_order_key))
     # The same fold as ``decide`` (the scans are unique and sorted already).
     fold = _Fold(assignment, trip_etas or {}, rules)
-    fold.fold(sorted((*all_scans, *all_updates), key=_order_key) if all_updates else all_scans)
+    others: tuple[Event, ...] = (*all_updates, *all_dispositions)
+    fold.fold(sorted((*all_scans, *others), key=_order_key) if others else all_scans)
     fold.pass_time(now)
     alerts = reconcile_alerts(history.alerts, fold.alerts(), now=now)
     state = fold.state(now, alerts)
@@ -515,7 +578,7 @@ def apply(
         a for a in alerts if not a.open and (a.identity not in before or before[a.identity].open)
     )
     return Transition(
-        history=WorkerHistory(all_scans, all_updates, alerts),
+        history=WorkerHistory(all_scans, all_updates, alerts, all_dispositions),
         previous=previous,
         state=state,
         applied=tuple(applied),

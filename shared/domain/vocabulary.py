@@ -29,6 +29,8 @@ class Status(StrEnum):
     HELD = "held"
     BROKEN = "broken"
     CLOSED = "closed"
+    # Will not return this wave (a disposition); above every other status.
+    WITHDRAWN = "withdrawn"
 
 
 class HealthCode(StrEnum):
@@ -77,3 +79,23 @@ class HealthCodeSource(StrEnum):
     SCANNED = "scanned"
     PLATFORM = "platform"
     MISSING = "missing"
+
+
+class DispositionKind(StrEnum):
+    """What happened after a failed check (or instead of the journey)."""
+
+    ISOLATION = "isolation"
+    MEDICAL_OBSERVATION = "medical_observation"
+    RELEASED = "released"
+    CODE_APPEAL_UPHELD = "code_appeal_upheld"
+    WITHDRAWN = "withdrawn"
+
+
+# The alerts an upheld appeal against a wrongly assigned colour closes.
+COLOUR_ALERTS = frozenset(
+    {
+        AlertKind.CODE_NOT_GREEN_AT_DEPARTURE,
+        AlertKind.CODE_NOT_GREEN_AT_ARRIVAL,
+        AlertKind.CODE_CHANGED_IN_TRANSIT,
+    }
+)

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from shared.domain.model import (
     Assignment,
+    Disposition,
+    Event,
     HealthCodeUpdate,
     LoopState,
     Scan,
@@ -18,7 +20,7 @@ from shared.domain.model import (
     apply,
     decide,
 )
-from shared.domain.vocabulary import HealthCode, Kind, Travel
+from shared.domain.vocabulary import DispositionKind, HealthCode, Kind, Travel
 from tests.unit.conftest import (
     ASSIGNMENT,
     ENTERPRISE,
@@ -60,22 +62,25 @@ class Journey:
     now: datetime
     assignment: Assignment
     trip_etas: dict[str, datetime]
+    dispositions: tuple[Disposition, ...] = ()
 
-    def decide(self, scans=None, updates=None, *, now=None) -> LoopState:
+    def decide(self, scans=None, updates=None, dispositions=None, *, now=None) -> LoopState:
         return decide(
             self.scans if scans is None else scans,
             self.updates if updates is None else updates,
+            self.dispositions if dispositions is None else dispositions,
             now=self.now if now is None else now,
             assignment=self.assignment,
             trip_etas=self.trip_etas,
         )
 
-    def apply(self, history, previous, *, scans=(), updates=(), now) -> Transition:
+    def apply(self, history, previous, *, scans=(), updates=(), dispositions=(), now) -> Transition:
         return apply(
             history,
             previous,
             scans=scans,
             updates=updates,
+            dispositions=dispositions,
             now=now,
             assignment=self.assignment,
             trip_etas=self.trip_etas,
@@ -121,6 +126,19 @@ def updates(draw) -> HealthCodeUpdate:
 
 
 @st.composite
+def dispositions(draw, number: int) -> Disposition:
+    return Disposition(
+        disposition_id=f"disposition-{number}",
+        kind=draw(st.sampled_from(list(DispositionKind))),
+        at=at(draw(st.integers(min_value=-2, max_value=40).map(lambda n: n / 2))).astimezone(
+            draw(zones)
+        ),
+        by="health_station",
+        note="recorded in a property",
+    )
+
+
+@st.composite
 def journeys(draw) -> Journey:
     scans: list[Scan] = []
     for kind in Kind:
@@ -150,11 +168,18 @@ def journeys(draw) -> Journey:
             )
         ),
         trip_etas=trip_etas,
+        dispositions=tuple(
+            draw(dispositions(n)) for n in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3])))
+        ),
     )
 
 
-def event_time(event: Scan | HealthCodeUpdate) -> datetime:
-    return event.as_of if isinstance(event, HealthCodeUpdate) else event.occurred_at
+def event_time(event: Event) -> datetime:
+    if isinstance(event, HealthCodeUpdate):
+        return event.as_of
+    if isinstance(event, Disposition):
+        return event.at
+    return event.occurred_at
 
 
 @bounded
@@ -162,8 +187,11 @@ def event_time(event: Scan | HealthCodeUpdate) -> datetime:
 def test_any_arrival_order_gives_the_event_order_state(journey, data):
     shuffled_scans = data.draw(st.permutations(journey.scans))
     shuffled_updates = data.draw(st.permutations(journey.updates))
+    shuffled_dispositions = data.draw(st.permutations(journey.dispositions))
 
-    assert journey.decide(shuffled_scans, shuffled_updates) == journey.decide()
+    assert (
+        journey.decide(shuffled_scans, shuffled_updates, shuffled_dispositions) == journey.decide()
+    )
 
 
 @bounded
@@ -173,24 +201,28 @@ def test_duplicate_scans_and_updates_change_nothing(journey, data):
     repeated_updates = (
         data.draw(st.lists(st.sampled_from(journey.updates))) if journey.updates else []
     )
+    repeated_dispositions = (
+        data.draw(st.lists(st.sampled_from(journey.dispositions))) if journey.dispositions else []
+    )
     scans = data.draw(st.permutations([*journey.scans, *repeated_scans]))
     updates = data.draw(st.permutations([*journey.updates, *repeated_updates]))
+    recorded = data.draw(st.permutations([*journey.dispositions, *repeated_dispositions]))
 
-    assert journey.decide(scans, updates) == journey.decide()
+    assert journey.decide(scans, updates, recorded) == journey.decide()
 
 
 @dataclass(frozen=True)
 class Arrival:
     """One event reaching the tracker ``delay_hours`` after it occurred."""
 
-    event: Scan | HealthCodeUpdate
+    event: Event
     delay_hours: float
 
 
 @st.composite
 def journeys_in_arrival_order(draw) -> tuple[Journey, tuple[Arrival, ...]]:
     journey = draw(journeys())
-    events = draw(st.permutations([*journey.scans, *journey.updates]))
+    events = draw(st.permutations([*journey.scans, *journey.updates, *journey.dispositions]))
     delays = st.sampled_from([0, 0.5, 3, 30])
     return journey, tuple(Arrival(event, draw(delays)) for event in events)
 
@@ -207,12 +239,13 @@ def apply_one_by_one(
     transition = journey.apply(WorkerHistory(), LoopState(), now=now)
     for arrival in arrivals:
         now = max(now, event_time(arrival.event) + timedelta(hours=arrival.delay_hours))
-        is_update = isinstance(arrival.event, HealthCodeUpdate)
+        event = arrival.event
         transition = journey.apply(
             transition.history,
             transition.state,
-            scans=[] if is_update else [arrival.event],
-            updates=[arrival.event] if is_update else [],
+            scans=[event] if isinstance(event, Scan) else [],
+            updates=[event] if isinstance(event, HealthCodeUpdate) else [],
+            dispositions=[event] if isinstance(event, Disposition) else [],
             now=now,
         )
     return transition, now
@@ -250,6 +283,7 @@ def test_applying_events_in_any_arrival_order_ends_in_the_event_order_state(case
     assert applied.status is event_order.status
     assert applied.checkpoints == event_order.checkpoints
     assert applied.health_code is event_order.health_code
+    assert applied.dispositions == event_order.dispositions
     assert {a for a in applied.alerts if a.open} == {a for a in event_order.alerts if a.open}
     assert all(not alert.open for alert in applied.alerts if alert not in event_order.alerts)
     assert set(event_order.alerts) <= set(applied.alerts)
@@ -276,6 +310,7 @@ def test_applying_the_same_events_again_is_no_change(case):
         transition.state,
         scans=journey.scans,
         updates=journey.updates,
+        dispositions=journey.dispositions,
         now=now,
     )
 
