@@ -14,6 +14,7 @@ from services.api.routes.workers import WORKER_REF
 from shared.adapters.postgres.links import CodeKey, LinkConflict
 from shared.contract import printable
 from shared.identity import (
+    MAX_CODE_LENGTH,
     InvalidCode,
     InvalidIdNumber,
     mask_id_number,
@@ -23,21 +24,25 @@ from shared.identity import (
 router = APIRouter(tags=["links"])
 
 Code = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(printable)]
+# A code as shown: any region's health-code id (URLs included, up to 512) or a card number.
+ShownCode = Annotated[
+    str, Field(min_length=1, max_length=MAX_CODE_LENGTH), AfterValidator(printable)
+]
 
 
 class LinkIn(BaseModel):
     id_number: Code
-    health_code_id: Code
+    health_code_id: ShownCode
     ssc_card_no: Code
 
 
 class UnlinkIn(BaseModel):
-    code: Code
+    code: ShownCode
     reason: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable)]
 
 
 class ResolveIn(BaseModel):
-    code: Code
+    code: ShownCode
 
 
 def _keys(context: ContextDep, body: LinkIn) -> tuple[str, list[CodeKey]]:
