@@ -10,17 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from shared.adapters.postgres.pool import create_pool
-from shared.identity import Pseudonymiser
-from shared.settings import Settings, resolve_worker_ref_key
 from tests.faults.harness import REPO
+from tests.support.fixtures import pool, pseudonymiser
 from tests.support.servers import Servers, running_servers
+
+__all__ = ["pool", "pseudonymiser", "report", "servers"]
 
 HOW_TO_START = """the fault suite needs the real Kafka and PostgreSQL of deploy/ci-services.sh,
 which it restarts. Start them and point the suite at them (as root):
@@ -54,18 +53,6 @@ def servers() -> Iterator[Servers]:
         pytest.fail(f"deploy/ci-services.sh status:\n{status.stdout}\n{HOW_TO_START}", False)
     with running_servers(Path(tempfile.mkdtemp(prefix="returnloop-faults-"))) as found:
         yield found
-
-
-@pytest.fixture(scope="session")
-async def pool(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
-    database = await create_pool(servers.database_url, max_size=4)
-    yield database
-    await database.close()
-
-
-@pytest.fixture(scope="session")
-def pseudonymiser(settings: Settings) -> Pseudonymiser:
-    return Pseudonymiser(resolve_worker_ref_key(settings))
 
 
 @pytest.fixture(scope="session")

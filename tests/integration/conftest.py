@@ -12,30 +12,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.tracker.main import TrackerProcess
-from shared.adapters.postgres.pool import create_pool
-from shared.identity import Pseudonymiser
-from shared.settings import Settings, resolve_worker_ref_key
-from tests.support.servers import Servers
+from shared.settings import Settings
+from tests.support.fixtures import pool, producer, pseudonymiser
 
-
-@pytest.fixture(scope="session")
-async def pool(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
-    database = await create_pool(servers.database_url, max_size=4)
-    yield database
-    await database.close()
-
-
-@pytest.fixture(scope="session")
-async def producer(servers: Servers) -> AsyncIterator[AIOKafkaProducer]:
-    kafka = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap, acks="all")
-    await kafka.start()
-    yield kafka
-    await kafka.stop()
-
-
-@pytest.fixture(scope="session")
-def pseudonymiser(settings: Settings) -> Pseudonymiser:
-    return Pseudonymiser(resolve_worker_ref_key(settings))
+__all__ = ["loop_state", "open_alerts", "pool", "producer", "pseudonymiser", "send", "tracker"]
 
 
 @pytest.fixture(scope="module")
