@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from services.api.deps import ContextDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    postgres: bool
+    kafka: bool
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: ReadyChecks
+
+
+@router.get("/healthz", response_model=HealthOut)
+async def healthz() -> Any:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(context: ContextDep, response: Response) -> dict[str, object]:
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "PostgreSQL or Kafka is not reachable"}},
+)
+async def readyz(context: ContextDep, response: Response) -> Any:
     """PostgreSQL answers and Kafka is reachable."""
     checks: dict[str, bool] = {}
     try:
@@ -32,7 +53,7 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, object]:
     return {"status": "ready" if ready else "not_ready", "checks": checks}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(context: ContextDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)

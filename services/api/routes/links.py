@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AfterValidator, BaseModel, Field
@@ -10,9 +10,11 @@ from pydantic import AfterValidator, BaseModel, Field
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, PrincipalDep, require
 from services.api.errors import ApiError
+from services.api.models import LoopView, Timestamp
 from services.api.routes.workers import WORKER_REF
 from shared.adapters.postgres.links import CodeKey, LinkConflict
 from shared.contract import printable
+from shared.domain.vocabulary import HealthCode
 from shared.identity import (
     MAX_CODE_LENGTH,
     InvalidCode,
@@ -45,6 +47,69 @@ class ResolveIn(BaseModel):
     code: ShownCode
 
 
+CodeType = Literal["health_code", "ssc_card"]
+
+
+class LinkedCodes(BaseModel):
+    """The codes bound to the worker now; the card number only masked."""
+
+    health_code_id: str | None
+    ssc_card_no_masked: str | None
+
+
+class LinkOut(BaseModel):
+    worker_ref: str
+    id_masked: str
+    linked: LinkedCodes
+
+
+class UnlinkOut(BaseModel):
+    worker_ref: str
+    unlinked: CodeType
+
+
+class ResolveOut(BaseModel):
+    worker_ref: str
+    id_masked: str
+    health_code: HealthCode | None
+    linked: LinkedCodes
+    loop: LoopView
+
+
+class LinkRecord(BaseModel):
+    """One binding of one code, as the history keeps it (the code shown masked for a card)."""
+
+    code_type: CodeType
+    code_shown: str
+    linked_at: Timestamp
+    linked_by: str
+    unlinked_at: Timestamp | None
+    unlinked_by: str | None
+    unlink_reason: str | None
+
+
+class LinkHistoryOut(BaseModel):
+    worker_ref: str
+    links: list[LinkRecord]
+
+
+class AuditEntry(BaseModel):
+    """One access, as logged then; ``role`` and ``action`` are kept as written, not re-checked."""
+
+    audit_id: int
+    at: Timestamp
+    actor: str
+    role: str
+    action: str
+    worker_ref: str | None
+    detail: str | None
+
+
+class AuditPageOut(BaseModel):
+    entries: list[AuditEntry]
+    next_after: int | None
+
+
 def _keys(context: ContextDep, body: LinkIn) -> tuple[str, list[CodeKey]]:
     try:
         id_number = normalise_id_number(body.id_number)
@@ -57,13 +122,18 @@ def _keys(context: ContextDep, body: LinkIn) -> tuple[str, list[CodeKey]]:
     return id_number, keys
 
 
-@router.post("/links", status_code=201)
+@router.post(
+    "/links",
+    status_code=201,
+    response_model=LinkOut,
+    responses={200: {"model": LinkOut, "description": "The same link exists already"}},
+)
 async def link(
     body: LinkIn,
     context: ContextDep,
     response: Response,
     principal: Annotated[Principal, Depends(require(Role.ADMIN, Role.RECRUITER))],
-) -> dict[str, Any]:
+) -> Any:
     """Bind a worker's health code and social-security card (201; 200 if already bound)."""
     id_number, keys = _keys(context, body)
     worker_ref = context.pseudonymiser.worker_ref(id_number)
@@ -93,12 +163,12 @@ async def link(
     }
 
 
-@router.post("/links/unlink")
+@router.post("/links/unlink", response_model=UnlinkOut)
 async def unlink(
     body: UnlinkIn,
     context: ContextDep,
     principal: Annotated[Principal, Depends(require(Role.ADMIN))],
-) -> dict[str, Any]:
+) -> Any:
     """End a code's binding (card lost, code reissued); the history keeps it (admin)."""
     for key in context.links.keys_for(body.code):
         worker_ref = await context.links.unlink(key, principal.actor, body.reason)
@@ -114,8 +184,8 @@ async def unlink(
     raise ApiError(404, "not_found", "no active link for this code")
 
 
-@router.post("/links/resolve")
-async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
+@router.post("/links/resolve", response_model=ResolveOut)
+async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep) -> Any:
     """A health-code id or card number → the worker, their colour and their loop."""
     keys = context.links.keys_for(body.code)
     if not keys:
@@ -138,26 +208,26 @@ async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep)
     }
 
 
-@router.get("/links/{worker_ref}/history")
+@router.get("/links/{worker_ref}/history", response_model=LinkHistoryOut)
 async def link_history(
     worker_ref: str,
     context: ContextDep,
     _: Annotated[Principal, Depends(require(Role.ADMIN))],
-) -> dict[str, Any]:
+) -> Any:
     """Every binding a worker's codes have had, unlinks included (admin)."""
     if not WORKER_REF.fullmatch(worker_ref):
         raise ApiError(404, "not_found", "no such worker")
     return {"worker_ref": worker_ref, "links": await context.links.history(worker_ref)}
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPageOut)
 async def read_audit(
     context: ContextDep,
     _: Annotated[Principal, Depends(require(Role.ADMIN))],
     worker_ref: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> Any:
     """Who accessed whose health data, when (admin); page with ``after``."""
     entries = await context.links.read_audit(worker_ref=worker_ref, after_id=after, limit=limit)
     return {

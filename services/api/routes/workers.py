@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, PrincipalDep, require
 from services.api.errors import ApiError
+from services.api.models import LoopView
 from shared.contract import printable
 from shared.id_encryption import IdNumberUnreadable
 from shared.identity import InvalidIdNumber, normalise_id_number
@@ -42,8 +43,8 @@ async def _view_for(context: ContextDep, principal: Principal, worker_ref: str) 
     return view
 
 
-@router.post("/workers/lookup")
-async def lookup(body: Lookup, context: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
+@router.post("/workers/lookup", response_model=LoopView)
+async def lookup(body: Lookup, context: ContextDep, principal: PrincipalDep) -> Any:
     """The loop view of the worker with this ID number."""
     try:
         id_number = normalise_id_number(body.id_number)
@@ -52,10 +53,8 @@ async def lookup(body: Lookup, context: ContextDep, principal: PrincipalDep) -> 
     return await _view_for(context, principal, context.pseudonymiser.worker_ref(id_number))
 
 
-@router.get("/workers/{worker_ref}")
-async def get_worker(
-    worker_ref: str, context: ContextDep, principal: PrincipalDep
-) -> dict[str, Any]:
+@router.get("/workers/{worker_ref}", response_model=LoopView)
+async def get_worker(worker_ref: str, context: ContextDep, principal: PrincipalDep) -> Any:
     """The loop view of one worker."""
     if not WORKER_REF.fullmatch(worker_ref):
         raise ApiError(404, "not_found", "no such worker")
