@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.domain.vocabulary import HealthCode, Kind
+from shared.domain.vocabulary import HealthCode, Kind, Travel
 from shared.identity import MAX_CODE_LENGTH, InvalidIdNumber, normalise_id_number
 
 # RFC 3339 date-time with a mandatory offset ("Z" or "+08:00").
@@ -225,3 +226,28 @@ def parse_health_update(payload: Any) -> HealthCodeUpdateIn:
         return HealthCodeUpdateIn.model_validate(payload)
     except ValidationError as error:
         raise _reason_for(error) from None
+
+
+# --- manifests (POST /v1/manifests and the spreadsheet import) ------------------------
+
+ManifestText = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)]
+ManifestName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(printable)]
+Moment = Annotated[AwareDatetime, AfterValidator(aware_in_range)]
+
+
+class WorkerIn(BaseModel):
+    """One worker of a manifest: who, for which enterprise, on which trip (or on their own)."""
+
+    id_number: str
+    name: ManifestName
+    enterprise_id: ManifestText | None = None
+    trip_id: ManifestText | None = None
+    travel: Travel = Travel.ORGANISED
+    # For a self-arranged journey: when the worker should reach the arrival recheck.
+    expected_arrival: Moment | None = None
+
+    @model_validator(mode="after")
+    def _self_travel_has_no_trip(self) -> WorkerIn:
+        if self.travel is Travel.SELF and self.trip_id is not None:
+            raise ValueError("a worker travelling on their own (travel: self) has no trip_id")
+        return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,11 +40,15 @@ class Settings(BaseSettings):
     health_code_max_age_hours: float = Field(default=24.0, gt=0)
     # A trip's manifest workers with no boarding this long after departs_at are no-shows.
     boarding_grace_minutes: float = Field(default=30.0, ge=0)
+    # The zone whose calendar days the daily tick-off counts in (an IANA name).
+    timezone: str = "Asia/Shanghai"
     # How often the health-code platform is asked for the colours of linked workers in
     # transit (0: never; colours then arrive on healthcode.updates or the push endpoint).
     platform_poll_interval_seconds: float = Field(default=0.0, ge=0)
     # The provincial health-code platform's base URL (unset: no polling).
     health_code_platform_url: str | None = None
+    # The key the platform issued to this system (sent as X-App-Key); needed to poll.
+    health_code_platform_app_key: SecretStr | None = None
 
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
@@ -75,18 +80,39 @@ class Settings(BaseSettings):
         "kafka_bootstrap",
         "database_url",
         "id_encryption_keys",
+        "health_code_platform_url",
+        "health_code_platform_app_key",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("admin_token", "worker_ref_key")
+    @field_validator("admin_token", "worker_ref_key", "health_code_platform_app_key")
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder; set a real secret")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The configured time zone (``timezone``) as a ``ZoneInfo``."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def platform_polling(self) -> bool:
+        """Whether the tracker asks the health-code platform (an interval and a URL are set)."""
+        return self.platform_poll_interval_seconds > 0 and self.health_code_platform_url is not None
 
     @property
     def embedded(self) -> bool:

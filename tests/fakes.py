@@ -19,7 +19,7 @@ import orjson
 
 from shared.domain.model import Alert, Assignment, HealthCodeUpdate, LoopState, WorkerHistory
 from shared.domain.vocabulary import AlertKind, HealthCode
-from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
+from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
 from shared.service_layer.ports import Message, RecordRefused, SavedState, WorkerAssignment
 
 
@@ -55,6 +55,7 @@ class Tables:
     updates: dict[UpdateKey, datetime] = field(default_factory=dict)
     states: dict[str, StoredState] = field(default_factory=dict)
     alerts: dict[AlertKey, Alert] = field(default_factory=dict)
+    dispositions: dict[str, AcceptedDisposition] = field(default_factory=dict)
 
     def overlaid_by(self, pending: Tables) -> Tables:
         """What a transaction sees: the committed rows with its own writes on top."""
@@ -67,12 +68,14 @@ class Tables:
         another transaction committed meanwhile keeps its first version (insert-or-ignore)."""
         for scan_id, scan in pending.scans.items():
             self.scans.setdefault(scan_id, scan)
+        for disposition_id, item in pending.dispositions.items():
+            self.dispositions.setdefault(disposition_id, item)
         for name in _TABLES:
-            if name != "scans":
+            if name not in ("scans", "dispositions"):
                 getattr(self, name).update(getattr(pending, name))
 
 
-_TABLES = ("workers", "trips", "scans", "updates", "states", "alerts")
+_TABLES = ("workers", "trips", "scans", "updates", "states", "alerts", "dispositions")
 
 
 class TransactionAborted(Exception):
@@ -164,6 +167,31 @@ class FakeUnitOfWork:
                 touched.add(item.worker_ref)
         return touched
 
+    async def record_dispositions(self, accepted: Sequence[AcceptedDisposition]) -> set[str]:
+        self._check(
+            *(item.worker_ref for item in accepted),
+            *(
+                text
+                for item in accepted
+                for text in (
+                    item.disposition.disposition_id,
+                    item.disposition.by,
+                    item.disposition.note,
+                )
+            ),
+        )
+        known = self._view().dispositions
+        touched: set[str] = set()
+        for item in accepted:
+            if item.disposition.disposition_id not in known:
+                stored = replace(
+                    item, disposition=replace(item.disposition, at=_utc(item.disposition.at))
+                )
+                self.pending.dispositions[item.disposition.disposition_id] = stored
+                known[item.disposition.disposition_id] = stored
+                touched.add(item.worker_ref)
+        return touched
+
     async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
         self._check(*worker_refs)
         view = self._view()
@@ -176,11 +204,15 @@ class FakeUnitOfWork:
         alerts = defaultdict(list)
         for (ref, _, _), alert in view.alerts.items():
             alerts[ref].append(alert)
+        dispositions = defaultdict(list)
+        for item in view.dispositions.values():
+            dispositions[item.worker_ref].append(item.disposition)
         return {
             ref: WorkerHistory(
                 tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
                 tuple(sorted(updates[ref], key=lambda update: update.order_key)),
                 tuple(alerts[ref]),
+                tuple(sorted(dispositions[ref], key=lambda d: d.order_key)),
             )
             for ref in worker_refs
         }

@@ -1,4 +1,5 @@
-"""Run the tracker on plain asyncio: the batch consumers and the overdue sweep.
+"""Run the tracker on plain asyncio: the batch consumers, the overdue sweep and, when
+configured, the health-code platform poller.
 
 ``services.tracker.app`` hosts the same parts inside a Faust worker; this
 runner is what tests and ``returnloop tracker --engine asyncio`` use.
@@ -9,17 +10,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import traceback
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from shared import topics
+from shared.adapters.healthcode import ProvincialHealthCodeClient
 from shared.adapters.kafka.consumer import BatchConsumer
 from shared.adapters.kafka.publisher import KafkaPublisher
 from shared.adapters.metrics import Metrics
 from shared.adapters.postgres.links import LinkStore
+from shared.adapters.postgres.transit import TransitReads
 from shared.adapters.postgres.unit_of_work import PostgresStore
+from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
-from shared.service_layer.ports import CodeDirectory, LoopStore, Publisher
+from shared.service_layer.dead_letters import mask_personal
+from shared.service_layer.platform_poll import PlatformPoller, PollRound
+from shared.service_layer.ports import (
+    CodeDirectory,
+    HealthCodePlatform,
+    LoopStore,
+    Publisher,
+    WorkersInTransit,
+)
 from shared.service_layer.tracker import Tracker
 from shared.settings import Settings, SettingsError, resolve_worker_ref_key, rules_from
 
@@ -44,6 +59,48 @@ def bootstrap(
         metrics=metrics,
         codes=codes,
     )
+
+
+def bootstrap_poller(
+    *,
+    workers: WorkersInTransit,
+    platform: HealthCodePlatform,
+    publisher: Publisher,
+    cipher: IdNumberCipher,
+    metrics: Metrics,
+) -> PlatformPoller:
+    """The health-code platform poller wired to the adapters passed in (real or fake)."""
+    return PlatformPoller(
+        workers=workers, platform=platform, publisher=publisher, cipher=cipher, metrics=metrics
+    )
+
+
+def poller_settings(settings: Settings) -> tuple[IdNumberCipher, str] | None:
+    """The ID cipher and platform app key the poller needs, or None when polling is off.
+
+    Raises ``SettingsError`` when polling is on but the poller could not ask anybody.
+    """
+    if not settings.platform_polling:
+        if settings.platform_poll_interval_seconds > 0:
+            logger.warning(
+                "RETURNLOOP_PLATFORM_POLL_INTERVAL_SECONDS is set but "
+                "RETURNLOOP_HEALTH_CODE_PLATFORM_URL is not: the platform is not polled"
+            )
+        return None
+    cipher = IdNumberCipher.from_settings(settings)
+    if cipher is None:
+        raise SettingsError(
+            "RETURNLOOP_PLATFORM_POLL_INTERVAL_SECONDS and RETURNLOOP_HEALTH_CODE_PLATFORM_URL "
+            "turn on the health-code platform poller, which asks the platform by ID number; "
+            "ID numbers are kept (encrypted) only with RETURNLOOP_ID_ENCRYPTION_KEYS, which is "
+            "not set. Set it to the keys the API uses, or set the poll interval to 0."
+        )
+    if settings.health_code_platform_app_key is None:
+        raise SettingsError(
+            "RETURNLOOP_HEALTH_CODE_PLATFORM_APP_KEY is not set: the health-code platform "
+            "poller needs the key the platform issued (sent as X-App-Key)."
+        )
+    return cipher, settings.health_code_platform_app_key.get_secret_value()
 
 
 def build_consumers(
@@ -76,7 +133,7 @@ def build_consumers(
             name="apply",
             bootstrap=kafka_bootstrap,
             group_id=f"{group_id}-apply",
-            topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED],
+            topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED, topics.DISPOSITIONS],
             handler=tracker.handle_apply,
             max_records=max_records,
             lag=tracker.metrics.consumer_lag,
@@ -106,6 +163,10 @@ class TrackerProcess:
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.health_updates_in_batches = health_updates_in_batches
+        # Checked before anything connects: a poller that cannot ask stops the start.
+        self._poll_config = poller_settings(settings)
+        self.poller: PlatformPoller | None = None
+        self._platform_http: httpx.AsyncClient | None = None
 
     async def start(self) -> Tracker:
         settings = self.settings
@@ -128,6 +189,19 @@ class TrackerProcess:
             max_records=settings.batch_max_records,
             health_updates=self.health_updates_in_batches,
         )
+        if self._poll_config is not None:
+            cipher, app_key = self._poll_config
+            assert settings.health_code_platform_url
+            self._platform_http = httpx.AsyncClient(
+                base_url=settings.health_code_platform_url, timeout=10.0
+            )
+            self.poller = bootstrap_poller(
+                workers=TransitReads(self._store.pool),
+                platform=ProvincialHealthCodeClient(self._platform_http, app_key=app_key),
+                publisher=self._publisher,
+                cipher=cipher,
+                metrics=self.metrics,
+            )
         self.started.set()
         return self.tracker
 
@@ -145,10 +219,49 @@ class TrackerProcess:
                     self._stopping.wait(), timeout=self.settings.sweep_interval_seconds
                 )
 
+    async def poll_platform(self) -> PollRound | None:
+        """One round of the platform poller (None when it failed: the next round retries)."""
+        assert self.poller is not None
+        started = time.monotonic()
+        try:
+            found = await self.poller.poll()
+        except Exception as error:
+            # Masked: an error's text or traceback must not carry a plain ID number to the log.
+            logger.error(
+                "health-code platform poll failed; will try again",
+                extra={
+                    "error": type(error).__name__,
+                    "detail": mask_personal("".join(traceback.format_exception(error))),
+                },
+            )
+            return None
+        logger.info(
+            "health-code platform poll",
+            extra={
+                "answered": found.answered,
+                "no_code": found.no_code,
+                "errors": found.error,
+                "pages": found.pages,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+        return found
+
+    async def poll_platform_forever(self) -> None:
+        assert self.poller is not None
+        while not self._stopping.is_set():
+            await self.poll_platform()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), timeout=self.settings.platform_poll_interval_seconds
+                )
+
     async def stop(self) -> None:
         self._stopping.set()
         for consumer in self.consumers:
             consumer.stop()
+        if self._platform_http is not None:
+            await self._platform_http.aclose()
         if self._publisher is not None:
             await self._publisher.stop()
         if self._store is not None:
@@ -163,6 +276,8 @@ class TrackerProcess:
         ]
         if sweep:
             tasks.append(asyncio.create_task(self.sweep_forever(), name="sweep"))
+        if self.poller is not None:
+            tasks.append(asyncio.create_task(self.poll_platform_forever(), name="platform-poll"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

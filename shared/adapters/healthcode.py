@@ -1,6 +1,7 @@
 """The health-code platform behind one small interface, so a real provincial service plugs in.
 
-``HealthCodePlatform.colour_of`` answers a worker's current colour as a
+``HealthCodePlatform.colour_of`` (the port, in ``shared/service_layer/ports.py``,
+which the platform poller of ``shared/service_layer/platform_poll.py`` uses) answers a worker's current colour as a
 contract ``HealthCodeUpdateIn`` (what ``healthcode.updates`` carries).
 ``ProvincialHealthCodeClient`` speaks a provincial platform's JSON over HTTP;
 ``InMemoryHealthCodePlatform`` is the fake for tests. One contract test class
@@ -10,12 +11,24 @@ holds both to the same behaviour (tests/unit/test_healthcode_platform.py).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from shared.contract import HealthCodeUpdateIn, Rejected, parse_health_update
 from shared.identity import normalise_id_number
+
+# The port and its error live in the service layer (which the poller uses); named here too.
+from shared.service_layer.ports import HealthCodePlatform, PlatformError
+
+__all__ = [
+    "BEIJING",
+    "HealthCodePlatform",
+    "InMemoryHealthCodePlatform",
+    "PlatformError",
+    "ProvincialHealthCodeClient",
+    "parse_platform_answer",
+]
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -30,28 +43,25 @@ _COLOURS = {
 }
 
 
-class PlatformError(RuntimeError):
-    """The platform did not give a usable answer (down, refused, or malformed)."""
-
-
-class HealthCodePlatform(Protocol):
-    """Where the current health-code colour of a worker comes from."""
-
-    async def colour_of(self, id_number: str) -> HealthCodeUpdateIn | None:
-        """The worker's current colour and since when; None if the platform has no code."""
-        ...
-
-
 class InMemoryHealthCodePlatform:
     """A fake platform: colours set by the test."""
 
     def __init__(self) -> None:
         self._colours: dict[str, tuple[str, datetime]] = {}
+        self._failing: set[str] = set()
+        self.asked: list[str] = []
 
     def set_colour(self, id_number: str, colour: str, as_of: datetime) -> None:
         self._colours[normalise_id_number(id_number)] = (colour, as_of)
 
+    def fail_for(self, id_number: str) -> None:
+        """From now on asking for this worker raises ``PlatformError`` (as an outage would)."""
+        self._failing.add(normalise_id_number(id_number))
+
     async def colour_of(self, id_number: str) -> HealthCodeUpdateIn | None:
+        self.asked.append(normalise_id_number(id_number))
+        if normalise_id_number(id_number) in self._failing:
+            raise PlatformError("the platform failed (as the test asked)")
         known = self._colours.get(normalise_id_number(id_number))
         if known is None:
             return None

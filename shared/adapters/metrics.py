@@ -53,6 +53,13 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.platform_polls_total = Counter(
+            "returnloop_platform_polls_total",
+            "Health-code platform questions about workers in transit, by outcome "
+            "(answered, no_code, error).",
+            ["outcome"],
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "returnloop_consumer_lag",
             "Records between a batch consumer's position and the end of a partition.",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain import model
-from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
+from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
 from shared.service_layer.ports import LoopStore, SavedState, UnitOfWork, WorkerAssignment
 
 
@@ -95,6 +95,20 @@ async def apply_health_updates(
     async with store.transaction() as uow:
         assignments = await uow.lock_workers({item.worker_ref: item.id_masked for item in batch})
         touched = await uow.record_updates(list(batch))
+        return await _redecide(uow, assignments, touched, rules=rules, now=now)
+
+
+async def apply_dispositions(
+    store: LoopStore,
+    batch: Sequence[AcceptedDisposition],
+    *,
+    rules: model.Rules,
+    now: datetime,
+) -> list[WorkerTransition]:
+    """Apply dispositions: events of the worker, folded in event time with the scans."""
+    async with store.transaction() as uow:
+        assignments = await uow.lock_workers({item.worker_ref: item.id_masked for item in batch})
+        touched = await uow.record_dispositions(list(batch))
         return await _redecide(uow, assignments, touched, rules=rules, now=now)
 
 

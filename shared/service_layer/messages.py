@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from shared.contract import HealthCodeUpdateIn, Rejected, ScanIn
-from shared.domain.model import Alert, HealthCodeUpdate, Scan, Transition
-from shared.domain.vocabulary import HealthCode, Kind
+from shared.domain.model import Alert, Disposition, HealthCodeUpdate, Scan, Transition
+from shared.domain.vocabulary import DispositionKind, HealthCode, Kind
 from shared.identity import Pseudonymiser, mask_id_number
 from shared.service_layer.ports import Message, WorkerIdentity
 
@@ -161,6 +161,50 @@ class AcceptedHealthUpdate:
             id_masked=body["id_masked"],
             update=HealthCodeUpdate(
                 HealthCode(body["health_code"]), datetime.fromisoformat(body["as_of"])
+            ),
+            received_at=datetime.fromisoformat(body["received_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class AcceptedDisposition:
+    """A recorded disposition on ``dispositions.accepted`` (keyed by worker_ref)."""
+
+    worker_ref: str
+    id_masked: str
+    disposition: Disposition
+    received_at: datetime
+
+    def key(self) -> bytes:
+        return self.worker_ref.encode()
+
+    def to_bytes(self) -> bytes:
+        item = self.disposition
+        return orjson.dumps(
+            {
+                "worker_ref": self.worker_ref,
+                "id_masked": self.id_masked,
+                "disposition_id": item.disposition_id,
+                "kind": item.kind.value,
+                "at": item.at.isoformat(),
+                "by": item.by,
+                "note": item.note,
+                "received_at": self.received_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> AcceptedDisposition:
+        body = orjson.loads(raw)
+        return cls(
+            worker_ref=body["worker_ref"],
+            id_masked=body["id_masked"],
+            disposition=Disposition(
+                body["disposition_id"],
+                DispositionKind(body["kind"]),
+                datetime.fromisoformat(body["at"]),
+                body["by"],
+                body["note"],
             ),
             received_at=datetime.fromisoformat(body["received_at"]),
         )

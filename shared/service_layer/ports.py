@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from shared.contract import HealthCodeUpdateIn
 from shared.domain.model import Assignment, LoopState, WorkerHistory
 
 if TYPE_CHECKING:
-    from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
+    from shared.service_layer.messages import (
+        AcceptedDisposition,
+        AcceptedHealthUpdate,
+        AcceptedScan,
+    )
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ class UnitOfWork(Protocol):
         """Log colour updates; return the worker_refs that got a new one."""
         ...
 
+    async def record_dispositions(self, accepted: Sequence[AcceptedDisposition]) -> set[str]:
+        """Log dispositions idempotently; return the worker_refs that got a new one."""
+        ...
+
     async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
         """Every logged scan, colour update and stored alert of these workers."""
         ...
@@ -153,4 +162,35 @@ class LoopReads(Protocol):
 
     async def open_alerts_by_kind(self) -> list[tuple[str, int]]:
         """(kind, count) of open alerts."""
+        ...
+
+
+class PlatformError(RuntimeError):
+    """The platform did not give a usable answer (down, refused, or malformed)."""
+
+
+class HealthCodePlatform(Protocol):
+    """Where the current health-code colour of a worker comes from."""
+
+    async def colour_of(self, id_number: str) -> HealthCodeUpdateIn | None:
+        """The worker's current colour and since when; None if the platform has no code.
+
+        Raises ``PlatformError`` when the platform gives no usable answer."""
+        ...
+
+
+@dataclass(frozen=True)
+class TransitWorker:
+    """A worker in transit whose full ID number is kept, Fernet-encrypted."""
+
+    worker_ref: str
+    id_number_encrypted: str
+
+
+class WorkersInTransit(Protocol):
+    """Workers whose colour may still change the loop: departed, not yet checked in."""
+
+    async def in_transit_after(self, after: str, limit: int) -> list[TransitWorker]:
+        """The next ``limit`` such workers with an encrypted ID number, by ``worker_ref``
+        after ``after`` ("" for the first page), in ``worker_ref`` order."""
         ...

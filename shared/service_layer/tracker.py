@@ -23,6 +23,7 @@ from shared.identity import Pseudonymiser
 from shared.service_layer import handlers
 from shared.service_layer.intake import codes_named, dead_letter, validate_records
 from shared.service_layer.messages import (
+    AcceptedDisposition,
     AcceptedHealthUpdate,
     AcceptedScan,
     alert_message,
@@ -104,15 +105,19 @@ class Tracker:
         self.metrics.batches_total.labels("intake", "ok").inc()
 
     async def handle_apply(self, records: Sequence[InputRecord]) -> None:
-        """Apply accepted scans and colour updates in one transaction each, then publish."""
+        """Apply accepted scans, colour updates and dispositions (one transaction each),
+        then publish."""
         scans: list[AcceptedScan] = []
         updates: list[AcceptedHealthUpdate] = []
+        dispositions: list[AcceptedDisposition] = []
         broken: list[InputRecord] = []
         source_of: dict[str, InputRecord] = {}
         for record in records:
             try:
                 if record.topic == topics.HEALTHCODE_ACCEPTED:
                     updates.append(AcceptedHealthUpdate.from_bytes(record.value or b""))
+                elif record.topic == topics.DISPOSITIONS:
+                    dispositions.append(AcceptedDisposition.from_bytes(record.value or b""))
                 else:
                     item = AcceptedScan.from_bytes(record.value or b"")
                     scans.append(item)
@@ -152,6 +157,12 @@ class Tracker:
                 )
             )
             self.metrics.health_updates_total.labels("applied").inc(len(updates))
+        if dispositions:
+            transitions.extend(
+                await handlers.apply_dispositions(
+                    self.store, dispositions, rules=self.rules, now=_utcnow()
+                )
+            )
         await self.publish_transitions(transitions)
         self.metrics.batches_total.labels("apply", "ok").inc()
 

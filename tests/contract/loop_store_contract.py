@@ -23,13 +23,27 @@ import pytest
 from shared.domain.model import (
     Alert,
     Checkpoint,
+    Disposition,
     HealthCodeUpdate,
     LoopState,
     Scan,
     WorkerHistory,
 )
-from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status, Travel
-from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan, SourcePosition
+from shared.domain.vocabulary import (
+    AlertKind,
+    DispositionKind,
+    HealthCode,
+    Kind,
+    Stage,
+    Status,
+    Travel,
+)
+from shared.service_layer.messages import (
+    AcceptedDisposition,
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    SourcePosition,
+)
 from shared.service_layer.ports import LoopStore, RecordRefused, SavedState
 
 T0 = datetime(2020, 3, 2, 8, 0, tzinfo=UTC)
@@ -74,6 +88,23 @@ def scan(
     )
 
 
+def disposition(
+    worker_ref: str, kind: DispositionKind, hours: float, *, disposition_id: str | None = None
+) -> AcceptedDisposition:
+    return AcceptedDisposition(
+        worker_ref,
+        MASKED,
+        Disposition(
+            disposition_id or new_id("disposition"),
+            kind,
+            at(hours),
+            "health_station:0a1b2c3d",
+            "isolated at the county hospital",
+        ),
+        received_at=at(100),
+    )
+
+
 def colour(worker_ref: str, health_code: HealthCode, hours: float) -> AcceptedHealthUpdate:
     return AcceptedHealthUpdate(
         worker_ref, MASKED, HealthCodeUpdate(health_code, at(hours)), received_at=at(100)
@@ -100,6 +131,23 @@ class Discard(Exception):
 
 class LoopStoreContract:
     """What the service layer relies on from a ``LoopStore`` and its units of work."""
+
+    async def test_dispositions_come_back_in_event_order_and_count_once(
+        self, store: LoopStore
+    ) -> None:
+        ref = new_ref()
+        later = disposition(ref, DispositionKind.RELEASED, 5)
+        earlier = disposition(ref, DispositionKind.ISOLATION, 1)
+        async with store.transaction() as uow:
+            await uow.lock_workers({ref: MASKED})
+            assert await uow.record_dispositions([later]) == {ref}
+        async with store.transaction() as uow:
+            await uow.lock_workers({ref: MASKED})
+            assert await uow.record_dispositions([earlier, later]) == {ref}
+            assert await uow.record_dispositions([later]) == set()
+        async with store.transaction() as uow:
+            history = (await uow.load_histories([ref]))[ref]
+        assert history.dispositions == (earlier.disposition, later.disposition)
 
     # What a refused statement raises inside the transaction (out of it: RecordRefused),
     # and what any later statement of that transaction raises.

@@ -95,6 +95,25 @@ class ManifestStore:
                     [t["trip_id"] for t in trips],
                 )
 
+    async def known_enterprises(self, enterprise_ids: Sequence[str]) -> set[str]:
+        """Those of ``enterprise_ids`` that a manifest registered."""
+        rows = await self.pool.fetch(
+            "SELECT enterprise_id FROM enterprises WHERE enterprise_id = ANY($1::text[])",
+            list(enterprise_ids),
+        )
+        return {row["enterprise_id"] for row in rows}
+
+    async def known_trips(self, trip_ids: Sequence[str]) -> set[str]:
+        """Those of ``trip_ids`` that a manifest registered."""
+        rows = await self.pool.fetch(
+            "SELECT trip_id FROM trips WHERE trip_id = ANY($1::text[])", list(trip_ids)
+        )
+        return {row["trip_id"] for row in rows}
+
+    async def upsert_workers(self, workers: Sequence[dict[str, Any]]) -> None:
+        """Upsert manifest workers alone (as ``upsert_manifest`` does them)."""
+        await self.upsert_manifest([], [], workers)
+
     async def encrypted_id_number(self, worker_ref: str) -> tuple[bool, str | None]:
         """Whether the worker is known, and their encrypted ID number if one is kept."""
         row = await self.pool.fetchrow(

@@ -14,6 +14,8 @@ class TokenRecord:
     enterprise_id: str | None
     expires_at: datetime | None
     token_id: str
+    # A supervisor token's one district (None: every district).
+    district: str | None = None
 
 
 class TokenStore:
@@ -29,15 +31,17 @@ class TokenStore:
         role: str,
         enterprise_id: str | None,
         expires_at: datetime | None,
+        district: str | None = None,
     ) -> None:
         await self.pool.execute(
-            "INSERT INTO api_tokens (token_id, token_hash, role, enterprise_id, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_tokens (token_id, token_hash, role, enterprise_id, expires_at, "
+            "district) VALUES ($1, $2, $3, $4, $5, $6)",
             token_id,
             token_hash,
             role,
             enterprise_id,
             expires_at,
+            district,
         )
 
     async def revoke_token(self, token_id: str) -> datetime | None:
@@ -52,7 +56,7 @@ class TokenStore:
     async def find_token(self, token_hash: str, now: datetime) -> TokenRecord | None:
         row = await self.pool.fetchrow(
             """
-            SELECT token_id, role, enterprise_id, expires_at FROM api_tokens
+            SELECT token_id, role, enterprise_id, expires_at, district FROM api_tokens
             WHERE token_hash = $1 AND revoked_at IS NULL
               AND (expires_at IS NULL OR expires_at > $2)
             """,
@@ -61,4 +65,6 @@ class TokenStore:
         )
         if row is None:
             return None
-        return TokenRecord(row["role"], row["enterprise_id"], row["expires_at"], row["token_id"])
+        return TokenRecord(
+            row["role"], row["enterprise_id"], row["expires_at"], row["token_id"], row["district"]
+        )

@@ -19,13 +19,22 @@ from shared.domain.model import (
     Alert,
     Assignment,
     Checkpoint,
+    Disposition,
     HealthCodeUpdate,
     LoopState,
     Scan,
     WorkerHistory,
 )
-from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status, Travel
-from shared.service_layer.messages import AcceptedHealthUpdate, AcceptedScan
+from shared.domain.vocabulary import (
+    AlertKind,
+    DispositionKind,
+    HealthCode,
+    Kind,
+    Stage,
+    Status,
+    Travel,
+)
+from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
 from shared.service_layer.ports import RecordRefused, SavedState, WorkerAssignment
 
 
@@ -193,8 +202,32 @@ class LoopUnitOfWork:
         )
         return {row["worker_ref"] for row in rows}
 
+    async def record_dispositions(self, accepted: Sequence[AcceptedDisposition]) -> set[str]:
+        """Insert dispositions (idempotent on disposition_id); return the worker_refs that
+        got a new one."""
+        if not accepted:
+            return set()
+        rows = await self.connection.fetch(
+            """
+            INSERT INTO dispositions (disposition_id, worker_ref, kind, at, recorded_by, note,
+                received_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                $5::text[], $6::text[], $7::timestamptz[])
+            ON CONFLICT (disposition_id) DO NOTHING
+            RETURNING worker_ref
+            """,
+            [item.disposition.disposition_id for item in accepted],
+            [item.worker_ref for item in accepted],
+            [item.disposition.kind.value for item in accepted],
+            [item.disposition.at for item in accepted],
+            [item.disposition.by for item in accepted],
+            [item.disposition.note for item in accepted],
+            [item.received_at for item in accepted],
+        )
+        return {row["worker_ref"] for row in rows}
+
     async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
-        """Every applied scan, colour update and stored alert of these workers."""
+        """Every applied scan, colour update, disposition and stored alert of these workers."""
         scans: dict[str, list[Scan]] = defaultdict(list)
         for (
             ref,
@@ -242,11 +275,24 @@ class LoopUnitOfWork:
                 AlertKind(row["kind"]), row["raised_at"], row["open"], row["closed_at"]
             ),
         )
+        dispositions = await self._by_worker(
+            "SELECT worker_ref, disposition_id, kind, at, recorded_by, note FROM dispositions "
+            "WHERE worker_ref = ANY($1::text[])",
+            worker_refs,
+            lambda row: Disposition(
+                row["disposition_id"],
+                DispositionKind(row["kind"]),
+                row["at"],
+                row["recorded_by"],
+                row["note"],
+            ),
+        )
         return {
             ref: WorkerHistory(
                 tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
                 tuple(sorted(updates[ref], key=lambda update: update.order_key)),
                 tuple(alerts[ref]),
+                tuple(sorted(dispositions[ref], key=lambda d: d.order_key)),
             )
             for ref in worker_refs
         }
