@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import RunningSystem
+from tests.support.api import issue_token  # noqa: F401  (written once there; imported from here too)
 
 # The e2e tier's fixtures: the running system (tracker + API on the test servers)
 # and a client with the bootstrap admin token.
@@ -94,10 +93,3 @@ async def sign_in(page: Page, path: str, token: str) -> None:
     await page.goto(path)
     await page.fill("#token-input", token)
     await page.press("#token-input", "Enter")
-
-
-async def issue_token(admin: httpx.AsyncClient, role: str, **fields: Any) -> str:
-    response = await admin.post("/v1/tokens", json={"role": role, **fields})
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token

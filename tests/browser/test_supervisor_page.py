@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -10,27 +10,14 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import RunningSystem, screenshot, sign_in
-from tests.support.scans import scan_body
+from tests.support.api import post_accepted_scans, post_manifest
+from tests.support.scans import NOW
+from tests.support.scans import RECENT_START as START
+from tests.support.scans import recent_scan as at
 from tests.support.servers import random_id_number, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-START = NOW - timedelta(hours=4)
-
-
-def at(hours: float, kind: str, id_number: str, **fields: Any) -> dict[str, Any]:
-    """A scan ``hours`` after the journey started (four hours ago)."""
-    return scan_body(kind, id_number, hours=0, **fields) | {
-        "occurred_at": (START + timedelta(hours=hours)).isoformat()
-    }
-
-
-async def post_scans(admin: httpx.AsyncClient, scans: list[dict[str, Any]]) -> None:
-    response = await admin.post("/v1/scans", json={"scans": scans})
-    assert response.status_code == 202, response.text
-    assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
 
 
 async def roster(admin: httpx.AsyncClient, enterprise_id: str) -> dict[str, Any]:
@@ -62,19 +49,16 @@ async def test_the_enterprise_row_trips_and_alerts_show_and_refresh_live(
             for name, id_number in ids.items()
         ],
     }
-    response = await admin.post("/v1/manifests", json=manifest)
-    assert response.status_code == 200, response.text
-    await post_scans(
+    await post_manifest(admin, manifest)
+    await post_accepted_scans(
         admin,
-        [
-            at(0, "departure_check", ids["on_post"]),
-            at(1, "boarding", ids["on_post"], trip_id=trip_id),
-            at(2, "arrival_check", ids["on_post"]),
-            at(3, "checkin", ids["on_post"], enterprise_id=enterprise_id),
-            at(0, "departure_check", ids["fever"], temperature_c=38.4),
-            at(0, "departure_check", ids["on_the_bus"]),
-            at(1, "boarding", ids["on_the_bus"], trip_id=trip_id),
-        ],
+        at(0, "departure_check", ids["on_post"]),
+        at(1, "boarding", ids["on_post"], trip_id=trip_id),
+        at(2, "arrival_check", ids["on_post"]),
+        at(3, "checkin", ids["on_post"], enterprise_id=enterprise_id),
+        at(0, "departure_check", ids["fever"], temperature_c=38.4),
+        at(0, "departure_check", ids["on_the_bus"]),
+        at(1, "boarding", ids["on_the_bus"], trip_id=trip_id),
     )
     await eventually(
         lambda: roster(admin, enterprise_id),
@@ -107,7 +91,7 @@ async def test_the_enterprise_row_trips_and_alerts_show_and_refresh_live(
     await screenshot(page, "supervisor-1-enterprise-trip-alert")
 
     # The bus arrives: the page follows without a reload.
-    await post_scans(admin, [at(2, "arrival_check", ids["on_the_bus"])])
+    await post_accepted_scans(admin, at(2, "arrival_check", ids["on_the_bus"]))
     await expect(row.locator('[data-field="in_transit"]')).to_have_text("0", timeout=20_000)
     await expect(row.locator('[data-field="arrived"]')).to_have_text("2")
     await expect(trip).to_have_count(0)

@@ -3,51 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.support.processes import ServiceProcess, free_port, wait_until_ready
-from tests.support.servers import Servers, server_env
+from tests.support.api import bearer
+from tests.support.fixtures import producer
+from tests.support.processes import RunningSystem, running_system
+from tests.support.servers import Servers
 
-
-@dataclass(frozen=True)
-class RunningSystem:
-    url: str
-    admin_token: str
-    env: dict[str, str]
-    tracker: ServiceProcess
-    api: ServiceProcess
+__all__ = ["RunningSystem", "admin", "anonymous", "producer", "running_system", "system"]
 
 
 @pytest.fixture(scope="session")
 def system(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     logs = tmp_path_factory.mktemp("system-logs")
-    port = free_port()
-    env = server_env(
-        servers,
-        RETURNLOOP_API_PORT=str(port),
-        RETURNLOOP_SWEEP_INTERVAL_SECONDS="1",
-    )
-    tracker = ServiceProcess(["tracker"], env, logs / "tracker.log").start()
-    api = ServiceProcess(["api"], env, logs / "api.log").start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, api)
-        yield RunningSystem(url, env["RETURNLOOP_ADMIN_TOKEN"], env, tracker, api)
-    finally:
-        api.stop()
-        tracker.stop()
+    with running_system(servers, logs, RETURNLOOP_SWEEP_INTERVAL_SECONDS="1") as running:
+        yield running
 
 
 @pytest.fixture
 async def admin(system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client with the bootstrap admin token."""
     async with httpx.AsyncClient(
-        base_url=system.url,
-        headers={"Authorization": f"Bearer {system.admin_token}"},
-        timeout=30,
+        base_url=system.url, headers=bearer(system.admin_token), timeout=30
     ) as client:
         yield client
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.api import assert_error_body, lookup, post_scans, wait_for_view
 from tests.support.servers import random_id_number, unique
 from tests.support.waiting import eventually
 
@@ -119,11 +120,6 @@ def manifest_for(id_number: str, *, enterprise_id: str, trip_id: str) -> dict[st
 # --- reading through the API --------------------------------------------------------
 
 
-async def lookup(client: httpx.AsyncClient, id_number: str) -> dict[str, Any]:
-    response = await client.post("/v1/workers/lookup", json={"id_number": id_number})
-    return {"status_code": response.status_code, **response.json()}
-
-
 def view_of(probe: dict[str, Any]) -> dict[str, Any]:
     """A lookup result without the status code added by ``lookup``."""
     return {key: value for key, value in probe.items() if key != "status_code"}
@@ -131,19 +127,6 @@ def view_of(probe: dict[str, Any]) -> dict[str, Any]:
 
 def alerts_by_kind(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {alert["kind"]: alert for alert in view.get("alerts", [])}
-
-
-def assert_error_body(response: httpx.Response) -> None:
-    error = response.json()["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-
-
-async def post_scans(client: httpx.AsyncClient, *scans: dict[str, Any]) -> list[dict[str, Any]]:
-    response = await client.post("/v1/scans", json={"scans": list(scans)})
-    assert response.status_code == 202, response.text
-    results: list[dict[str, Any]] = response.json()["results"]
-    return results
 
 
 def metric_samples(text: str, name: str) -> dict[str, float]:
@@ -256,8 +239,9 @@ async def test_valid_scans_of_a_mixed_batch_are_applied_and_invalid_ones_are_not
     results = await post_scans(admin, *batch)
 
     assert [r["status"] for r in results] == ["accepted", "rejected", "rejected"]
-    view = await eventually(
-        lambda: lookup(admin, applied_worker),
+    view = await wait_for_view(
+        admin,
+        applied_worker,
         lambda v: "departure_check" in v.get("checkpoints", {}),
         what="the valid departure check to be applied",
     )
@@ -314,8 +298,9 @@ async def test_reading_a_worker_by_reference_gives_the_same_view_as_lookup(
     id_number = random_id_number()
     await post_scans(admin, departure_check(id_number))
     looked_up = view_of(
-        await eventually(
-            lambda: lookup(admin, id_number),
+        await wait_for_view(
+            admin,
+            id_number,
             lambda v: v.get("stage") == "departure_cleared",
             what="the departure check to be applied",
         )
@@ -357,8 +342,9 @@ async def test_a_checkin_at_another_enterprise_than_the_manifests_breaks_the_loo
         checkin(id_number, unique("E-other")),
     )
 
-    view = await eventually(
-        lambda: lookup(admin, id_number),
+    view = await wait_for_view(
+        admin,
+        id_number,
         lambda v: "wrong_enterprise" in alerts_by_kind(v),
         what="a wrong_enterprise alert",
     )
@@ -377,16 +363,18 @@ async def test_a_late_arrival_check_closes_the_loop_and_the_alert_its_absence_ra
         boarding(id_number, trip_id),
         checkin(id_number, "E0001", at="2020-03-01T21:00:00+08:00"),
     )
-    await eventually(
-        lambda: lookup(admin, id_number),
+    await wait_for_view(
+        admin,
+        id_number,
         lambda v: alerts_by_kind(v).get("checkin_without_arrival_check", {}).get("open") is True,
         what="the check-in without an arrival check to be flagged",
     )
 
     await post_scans(admin, arrival_check(id_number, at="2020-03-01T20:00:00+08:00"))
 
-    view = await eventually(
-        lambda: lookup(admin, id_number),
+    view = await wait_for_view(
+        admin,
+        id_number,
         lambda v: v.get("status") == "closed",
         what="the late arrival check to close the loop",
     )
@@ -402,16 +390,15 @@ async def test_a_passing_recheck_after_a_failed_departure_check_releases_the_hol
 ) -> None:
     id_number = random_id_number()
     await post_scans(admin, departure_check(id_number, temperature_c=38.2))
-    await eventually(
-        lambda: lookup(admin, id_number),
-        lambda v: v.get("status") == "held",
-        what="the worker to be held",
+    await wait_for_view(
+        admin, id_number, lambda v: v.get("status") == "held", what="the worker to be held"
     )
 
     await post_scans(admin, departure_check(id_number, at="2020-03-01T06:20:00+08:00"))
 
-    view = await eventually(
-        lambda: lookup(admin, id_number),
+    view = await wait_for_view(
+        admin,
+        id_number,
         lambda v: v.get("status") != "held",
         what="the passing recheck to release the hold",
     )
@@ -427,10 +414,8 @@ async def test_the_loop_view_has_exactly_the_contract_fields(admin: httpx.AsyncC
     await post_scans(admin, departure_check(id_number, health_code="yellow"))
 
     view = view_of(
-        await eventually(
-            lambda: lookup(admin, id_number),
-            lambda v: bool(v.get("alerts")),
-            what="an alert on the worker",
+        await wait_for_view(
+            admin, id_number, lambda v: bool(v.get("alerts")), what="an alert on the worker"
         )
     )
 
@@ -461,8 +446,9 @@ async def test_no_response_contains_the_plain_id_number(admin: httpx.AsyncClient
         ),
         await admin.post("/v1/scans", json=departure_check(id_number, health_code="purple")),
     ]
-    await eventually(
-        lambda: lookup(admin, id_number),
+    await wait_for_view(
+        admin,
+        id_number,
         lambda v: "departure_check" in v.get("checkpoints", {}),
         what="the departure check to be applied",
     )

@@ -10,11 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.kafka.admin import ensure_topics
-from shared.adapters.postgres.schema import migrate
-from tests.e2e.conftest import RunningSystem
-from tests.support.processes import ServiceProcess, free_port, wait_until_ready
-from tests.support.servers import Servers, random_id_number, server_env, unique
+from tests.e2e.conftest import RunningSystem, running_system
+from tests.support.api import (
+    assert_error_body,
+    bearer,
+    is_known,
+    issue_token,
+    wait_for_view,
+    worker_ref_of,
+)
+from tests.support.servers import random_id_number, running_servers, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -44,30 +49,6 @@ def manifest_for(id_number: str, enterprise_id: str) -> dict[str, Any]:
         "enterprises": [{"enterprise_id": enterprise_id, "name": "瓯海服装厂", "shortage": 30}],
         "workers": [{"id_number": id_number, "name": "李四", "enterprise_id": enterprise_id}],
     }
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def issue_token(admin: httpx.AsyncClient, role: str, **fields: Any) -> str:
-    response = await admin.post("/v1/tokens", json={"role": role, **fields})
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token
-
-
-async def worker_ref_of(admin: httpx.AsyncClient, id_number: str) -> str:
-    response = await admin.post("/v1/workers/lookup", json={"id_number": id_number})
-    assert response.status_code == 200, response.text
-    worker_ref: str = response.json()["worker_ref"]
-    return worker_ref
-
-
-def assert_error_body(response: httpx.Response) -> None:
-    error = response.json()["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
 
 
 def is_client_error(response: httpx.Response) -> bool:
@@ -382,13 +363,12 @@ async def test_a_recruiter_may_post_departure_checks_and_boardings_but_not_check
         ("accepted", None),
         ("rejected", "not_permitted"),
     ]
-    view = (
-        await eventually(
-            lambda: admin.post("/v1/workers/lookup", json={"id_number": id_number}),
-            lambda r: r.status_code == 200 and "boarding" in r.json()["checkpoints"],
-            what="the recruiter's scans to be applied",
-        )
-    ).json()
+    view = await wait_for_view(
+        admin,
+        id_number,
+        lambda v: is_known(v) and "boarding" in v["checkpoints"],
+        what="the recruiter's scans to be applied",
+    )
     assert set(view["checkpoints"]) == {"departure_check", "boarding"}
 
 
@@ -538,24 +518,11 @@ async def test_a_trip_time_out_of_range_is_not_a_server_error(admin: httpx.Async
 def isolated_system(tmp_path: Path) -> Iterator[RunningSystem]:
     """A tracker and an API on embedded servers of their own, so that a scan that
     stalls the tracker cannot stall the tracker every other test shares."""
-    from services.cli.embedded import EmbeddedKafka, EmbeddedPostgres
-
-    with EmbeddedPostgres(tmp_path) as postgres, EmbeddedKafka(tmp_path / "kafka") as kafka:
-        migrate(postgres.database_url)
-        ensure_topics(kafka.bootstrap, partitions=4)
-        port = free_port()
-        env = server_env(
-            Servers(kafka.bootstrap, postgres.database_url), RETURNLOOP_API_PORT=str(port)
-        )
-        tracker = ServiceProcess(["tracker"], env, tmp_path / "tracker.log").start()
-        api = ServiceProcess(["api"], env, tmp_path / "api.log").start()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(url, api)
-            yield RunningSystem(url, env["RETURNLOOP_ADMIN_TOKEN"], env, tracker, api)
-        finally:
-            api.stop()
-            tracker.stop()
+    with (
+        running_servers(tmp_path, own_embedded=True) as servers,
+        running_system(servers, tmp_path) as system,
+    ):
+        yield system
 
 
 @pytest.mark.parametrize(
@@ -575,9 +542,6 @@ async def test_a_scan_the_api_takes_never_stops_the_tracker_applying_later_scans
         response = await admin.post("/v1/scans", json=scan(later_worker, "departure_check"))
 
         assert response.status_code == 202
-        await eventually(
-            lambda: admin.post("/v1/workers/lookup", json={"id_number": later_worker}),
-            lambda r: r.status_code == 200,
-            within=20,
-            what="the later scan to be applied",
+        await wait_for_view(
+            admin, later_worker, is_known, within=20, what="the later scan to be applied"
         )

@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from services.cli.demo import build_wave
-from services.cli.demo_feed import feed_and_summarise
 from shared.adapters.postgres.pool import create_pool
 from shared.identity import Pseudonymiser
 from shared.settings import Settings
@@ -41,18 +40,7 @@ async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_
 ) -> None:
     seed = random.randrange(1_000_000)
     now = datetime.now(UTC)
-    ok = await feed_and_summarise(
-        "city",
-        api_url=system.url,
-        admin_token=system.admin_token,
-        database_url=servers.database_url,
-        worker_ref_key=system.env["RETURNLOOP_WORKER_REF_KEY"].encode(),
-        settings=settings,
-        now=now,
-        alive=lambda: system.tracker.running,
-        settle_timeout_s=900,
-        seed=seed,
-    )
+    ok = await system.feed_demo("city", settings=settings, now=now, seed=seed, settle_timeout_s=900)
     assert ok, "the loops did not end as the pure domain predicts"
 
     wave = build_wave("city", now=now, seed=seed)

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.api import wait_for_view
 from tests.support.servers import random_id_number, unique
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -55,11 +55,6 @@ def journey(id_number: str, *, departure_temperature: float = 36.5) -> list[dict
     ]
 
 
-async def lookup(client: httpx.AsyncClient, id_number: str) -> dict[str, Any]:
-    response = await client.post("/v1/workers/lookup", json={"id_number": id_number})
-    return {"status_code": response.status_code, **response.json()}
-
-
 async def test_four_scans_in_any_order_with_duplicates_close_the_loop(
     admin: httpx.AsyncClient,
 ) -> None:
@@ -72,10 +67,8 @@ async def test_four_scans_in_any_order_with_duplicates_close_the_loop(
 
     assert response.status_code == 202
     assert [r["status"] for r in response.json()["results"]] == ["accepted"] * len(delivered)
-    view = await eventually(
-        lambda: lookup(admin, id_number),
-        lambda v: v.get("stage") == "checked_in",
-        what="the loop to close",
+    view = await wait_for_view(
+        admin, id_number, lambda v: v.get("stage") == "checked_in", what="the loop to close"
     )
     assert view["status"] == "closed"
     assert view["id_masked"] == id_number[:6] + "********" + id_number[-4:]
@@ -90,10 +83,8 @@ async def test_a_fever_at_departure_holds_the_worker(admin: httpx.AsyncClient) -
     response = await admin.post("/v1/scans", json=departure)
 
     assert response.status_code == 202
-    view = await eventually(
-        lambda: lookup(admin, id_number),
-        lambda v: v.get("status") == "held",
-        what="the worker to be held",
+    view = await wait_for_view(
+        admin, id_number, lambda v: v.get("status") == "held", what="the worker to be held"
     )
     assert view["stage"] == "registered"
     assert [(a["kind"], a["open"]) for a in view["alerts"]] == [("fever_at_departure", True)]

@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaProducer
 
 from shared import topics
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_demo_wave import pg_dump
+from tests.support.api import is_known, wait_for_view
+from tests.support.postgres import pg_dump
 from tests.support.scans import scan_body
 from tests.support.servers import Servers, random_id_number, unique
 from tests.support.waiting import eventually
@@ -40,14 +41,6 @@ async def link(client: httpx.AsyncClient, id_number: str, code: str, card: str) 
 async def resolve(client: httpx.AsyncClient, code: str) -> dict[str, Any]:
     response = await client.post("/v1/links/resolve", json={"code": code})
     return {"status_code": response.status_code, **response.json()}
-
-
-@pytest.fixture
-async def producer(servers: Servers) -> Any:
-    kafka = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap, acks="all")
-    await kafka.start()
-    yield kafka
-    await kafka.stop()
 
 
 async def colour_update(
@@ -152,11 +145,7 @@ async def test_a_later_red_update_wins_and_an_older_green_one_does_not_undo_it(
     # The older updates are applied (they are in the log) but the colour stays red.
     marker_id = random_id_number()
     await colour_update(producer, marker_id, "green", now)
-    await eventually(
-        lambda: admin.post("/v1/workers/lookup", json={"id_number": marker_id}),
-        lambda r: r.status_code == 200,
-        what="updates behind the older ones applied",
-    )
+    await wait_for_view(admin, marker_id, is_known, what="updates behind the older ones applied")
     assert (await resolve(admin, code))["health_code"] == "red"
 
 

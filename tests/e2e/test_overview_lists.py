@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.scans import scan_body
+from tests.support.api import bearer, issue_token, post_manifest, post_scans
+from tests.support.scans import NOW
+from tests.support.scans import recent_scan as at
 from tests.support.servers import random_id_number, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def at(hours: float, kind: str, id_number: str, **fields: Any) -> dict[str, Any]:
-    occurred_at = (NOW - timedelta(hours=4) + timedelta(hours=hours)).isoformat()
-    return scan_body(kind, id_number, hours=0, **fields) | {"occurred_at": occurred_at}
 
 
 async def test_every_roster_and_every_trip_match_their_single_views(
@@ -51,7 +46,7 @@ async def test_every_roster_and_every_trip_match_their_single_views(
         ]
         + [{"id_number": elsewhere, "name": "工人", "enterprise_id": unlisted, "trip_id": None}],
     }
-    assert (await admin.post("/v1/manifests", json=manifest)).status_code == 200
+    await post_manifest(admin, manifest)
     scans = [
         at(0, "departure_check", arrived),
         at(1, "boarding", arrived, trip_id=trip_id),
@@ -61,8 +56,7 @@ async def test_every_roster_and_every_trip_match_their_single_views(
         at(1, "boarding", on_the_bus, trip_id=trip_id),
         at(0, "departure_check", fever, temperature_c=38.0),
     ]
-    response = await admin.post("/v1/scans", json={"scans": scans})
-    assert response.status_code == 202, response.text
+    await post_scans(admin, *scans)
 
     async def listed() -> dict[str, Any]:
         rows = (await admin.get("/v1/enterprises")).json()["enterprises"]
@@ -110,18 +104,15 @@ async def test_only_supervisors_and_admins_read_the_lists(
     admin: httpx.AsyncClient, role: str, system: Any
 ) -> None:
     fields = {"enterprise_id": "E0001"} if role == "gate" else {}
-    response = await admin.post("/v1/tokens", json={"role": role, **fields})
-    token = response.json()["token"]
-    async with httpx.AsyncClient(
-        base_url=system.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
+    token = await issue_token(admin, role, **fields)
+    async with httpx.AsyncClient(base_url=system.url, headers=bearer(token), timeout=30) as client:
         for path in ("/v1/enterprises", "/v1/trips"):
             response = await client.get(path)
             assert response.status_code == 403, response.text
             assert response.json()["error"]["code"] == "forbidden"
-    supervisor = (await admin.post("/v1/tokens", json={"role": "supervisor"})).json()["token"]
+    supervisor = await issue_token(admin, "supervisor")
     async with httpx.AsyncClient(
-        base_url=system.url, headers={"Authorization": f"Bearer {supervisor}"}, timeout=30
+        base_url=system.url, headers=bearer(supervisor), timeout=30
     ) as client:
         assert (await client.get("/v1/enterprises")).status_code == 200
         assert (await client.get("/v1/trips")).status_code == 200

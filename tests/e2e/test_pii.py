@@ -13,20 +13,14 @@ import pytest
 
 from shared import topics
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_demo_wave import pg_dump
+from tests.support.api import is_known, post_manifest, post_scans, wait_for_view, worker_ref_of
 from tests.support.kafka import read_topic
+from tests.support.postgres import pg_dump
 from tests.support.scans import four_scans, scan_body
 from tests.support.servers import Servers, random_id_number, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-async def worker_ref_of(admin: httpx.AsyncClient, id_number: str) -> str:
-    response = await admin.post("/v1/workers/lookup", json={"id_number": id_number})
-    assert response.status_code == 200, response.text
-    worker_ref: str = response.json()["worker_ref"]
-    return worker_ref
 
 
 async def audit_of(admin: httpx.AsyncClient, worker_ref: str) -> list[dict[str, Any]]:
@@ -46,7 +40,7 @@ async def test_a_known_id_number_is_in_no_dump_log_metric_or_downstream_topic(
         "enterprises": [{"enterprise_id": enterprise_id, "name": "隐私厂", "shortage": 1}],
         "workers": [{"id_number": id_number, "name": "赵六", "enterprise_id": enterprise_id}],
     }
-    assert (await admin.post("/v1/manifests", json=manifest)).status_code == 200
+    await post_manifest(admin, manifest)
     link = {"id_number": id_number, "health_code_id": unique("hc_pii"), "ssc_card_no": card}
     assert (await admin.post("/v1/links", json=link)).status_code == 201
     journey = four_scans(id_number, checkin={"enterprise_id": enterprise_id})
@@ -54,8 +48,7 @@ async def test_a_known_id_number_is_in_no_dump_log_metric_or_downstream_topic(
     # and one scan the tracker rejects (it still names the worker).
     journey.append(scan_body("departure_check", lowercase_x.lower(), hours=0))
     journey.append(scan_body("arrival_check", id_number, hours=20, temperature_c=None))
-    response = await admin.post("/v1/scans", json={"scans": journey})
-    assert response.status_code == 202
+    await post_scans(admin, *journey)
     await admin.post("/v1/workers/lookup", json={"id_number": "not-an-id-" + id_number})
     worker_ref = await worker_ref_of(admin, id_number)
     await eventually(
@@ -63,11 +56,7 @@ async def test_a_known_id_number_is_in_no_dump_log_metric_or_downstream_topic(
         lambda r: r.json()["stage"] == "checked_in",
         what="the loop to close",
     )
-    await eventually(
-        lambda: admin.post("/v1/workers/lookup", json={"id_number": lowercase_x}),
-        lambda r: r.status_code == 200,
-        what="the scanned-only worker to be known",
-    )
+    await wait_for_view(admin, lowercase_x, is_known, what="the scanned-only worker to be known")
     secrets = [id_number.encode(), lowercase_x.encode(), lowercase_x.lower().encode()]
     secrets.append(card.encode())
 
@@ -97,7 +86,7 @@ async def test_an_admin_recovers_a_full_id_number_and_the_recovery_is_audited(
 ) -> None:
     id_number = random_id_number()
     manifest = {"workers": [{"id_number": id_number, "name": "钱七"}]}
-    assert (await admin.post("/v1/manifests", json=manifest)).status_code == 200
+    await post_manifest(admin, manifest)
     worker_ref = await worker_ref_of(admin, id_number)
 
     response = await admin.post(
@@ -138,14 +127,10 @@ async def test_a_worker_only_ever_scanned_has_no_recoverable_id_number(
 ) -> None:
     id_number = random_id_number()
     await admin.post("/v1/scans", json=scan_body("departure_check", id_number, hours=0))
-    known = await eventually(
-        lambda: admin.post("/v1/workers/lookup", json={"id_number": id_number}),
-        lambda r: r.status_code == 200,
-        what="the scanned worker to be known",
-    )
+    known = await wait_for_view(admin, id_number, is_known, what="the scanned worker to be known")
 
     response = await admin.post(
-        f"/v1/workers/{known.json()['worker_ref']}/reveal", json={"reason": "none kept"}
+        f"/v1/workers/{known['worker_ref']}/reveal", json={"reason": "none kept"}
     )
 
     assert response.status_code == 409

@@ -11,45 +11,20 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningSystem
-from tests.support.scans import scan_body
+from tests.support.api import (
+    assert_error_body,
+    bearer,
+    issue_token,
+    post_accepted_scans,
+    post_manifest,
+    worker_ref_of,
+)
+from tests.support.scans import NOW
+from tests.support.scans import recent_scan as at
 from tests.support.servers import random_id_number, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-# Recent event times and a trip due tomorrow, so no overdue alert muddies the counts.
-NOW = datetime.now(UTC).replace(microsecond=0)
-START = NOW - timedelta(hours=4)
-
-
-def at(hours: float, kind: str, id_number: str, **fields: Any) -> dict[str, Any]:
-    """A scan ``hours`` after the start of the journey (four hours ago)."""
-    occurred_at = (START + timedelta(hours=hours)).isoformat()
-    return scan_body(kind, id_number, hours=0, **fields) | {"occurred_at": occurred_at}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def issue_token(admin: httpx.AsyncClient, role: str, **fields: Any) -> str:
-    response = await admin.post("/v1/tokens", json={"role": role, **fields})
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token
-
-
-async def worker_ref_of(admin: httpx.AsyncClient, id_number: str) -> str:
-    response = await admin.post("/v1/workers/lookup", json={"id_number": id_number})
-    assert response.status_code == 200, response.text
-    worker_ref: str = response.json()["worker_ref"]
-    return worker_ref
-
-
-async def post_scans(admin: httpx.AsyncClient, scans: list[dict[str, Any]]) -> None:
-    response = await admin.post("/v1/scans", json={"scans": scans})
-    assert response.status_code == 202, response.text
-    assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
 
 
 async def get_json(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
@@ -70,12 +45,6 @@ async def all_pages(client: httpx.AsyncClient, **params: Any) -> list[list[dict[
         cursor = page["next_cursor"]
         if cursor is None:
             return pages
-
-
-def assert_error_body(response: httpx.Response) -> None:
-    error = response.json()["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
 
 
 @dataclass(frozen=True)
@@ -133,8 +102,7 @@ async def wave(system: RunningSystem) -> AsyncIterator[Wave]:
                 *(worker(f"c{n}", enterprise_c, None) for n in range(1, 7)),
             ],
         }
-        response = await admin.post("/v1/manifests", json=manifest)
-        assert response.status_code == 200, response.text
+        await post_manifest(admin, manifest)
 
         boarding = {"trip_id": trip_id}
         fever = {"temperature_c": 38.6}
@@ -157,7 +125,7 @@ async def wave(system: RunningSystem) -> AsyncIterator[Wave]:
             at(0.5, "departure_check", ids["c5"]),
             at(0, "departure_check", ids["c6"], health_code="yellow"),
         ]
-        await post_scans(admin, scans)
+        await post_accepted_scans(admin, *scans)
         refs = {name: await worker_ref_of(admin, id_number) for name, id_number in ids.items()}
         await eventually(
             lambda: get_json(admin, "/v1/alerts", status="all", enterprise_id=enterprise_c),
@@ -317,8 +285,8 @@ async def test_acknowledging_records_who_when_and_the_note_and_survives_the_trac
         "enterprises": [{"enterprise_id": enterprise_id, "name": "瑞安汽配", "shortage": 1}],
         "workers": [{"id_number": id_number, "name": "王五", "enterprise_id": enterprise_id}],
     }
-    assert (await admin.post("/v1/manifests", json=manifest)).status_code == 200
-    await post_scans(admin, [at(0, "departure_check", id_number, temperature_c=38.1)])
+    await post_manifest(admin, manifest)
+    await post_accepted_scans(admin, at(0, "departure_check", id_number, temperature_c=38.1))
     page = await eventually(
         lambda: get_json(admin, "/v1/alerts", enterprise_id=enterprise_id),
         lambda page: len(page["alerts"]) == 1,
@@ -343,7 +311,7 @@ async def test_acknowledging_records_who_when_and_the_note_and_survives_the_trac
     assert abs(datetime.now(UTC) - when) < timedelta(minutes=5)
 
     # The passing recheck closes the alert; the tracker's upsert keeps the acknowledgement.
-    await post_scans(admin, [at(1, "departure_check", id_number)])
+    await post_accepted_scans(admin, at(1, "departure_check", id_number))
     page = await eventually(
         lambda: get_json(admin, "/v1/alerts", status="all", enterprise_id=enterprise_id),
         lambda page: not page["alerts"][0]["open"],

@@ -10,9 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+
+from shared.settings import Settings
+from tests.support.servers import Servers, server_env
 
 
 def free_port() -> int:
@@ -90,3 +95,51 @@ def served_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
         yield url
     finally:
         api.stop()
+
+
+@dataclass(frozen=True)
+class RunningSystem:
+    """A tracker and an API started for the tests, and how to reach them."""
+
+    url: str
+    admin_token: str
+    env: dict[str, str]
+    tracker: ServiceProcess
+    api: ServiceProcess
+
+    async def feed_demo(
+        self, size: str, *, settings: Settings, now: datetime, seed: int, settle_timeout_s: float
+    ) -> bool:
+        """Feed a demo wave through this system as ``returnloop up --demo`` does, printing
+        its summary; whether every loop ended as the pure domain predicts."""
+        from services.cli.demo_feed import feed_and_summarise
+
+        return await feed_and_summarise(
+            size,
+            api_url=self.url,
+            admin_token=self.admin_token,
+            database_url=self.env["RETURNLOOP_DATABASE_URL"],
+            worker_ref_key=self.env["RETURNLOOP_WORKER_REF_KEY"].encode(),
+            settings=settings,
+            now=now,
+            alive=lambda: self.tracker.running,
+            settle_timeout_s=settle_timeout_s,
+            seed=seed,
+        )
+
+
+@contextlib.contextmanager
+def running_system(servers: Servers, logs: Path, **env: str) -> Iterator[RunningSystem]:
+    """A tracker and an API (``env``: more RETURNLOOP_* settings) on ``servers``, the API
+    ready on a free port; their output in ``logs/{tracker,api}.log``. Stopped afterwards."""
+    port = free_port()
+    environment = server_env(servers, RETURNLOOP_API_PORT=str(port), **env)
+    tracker = ServiceProcess(["tracker"], environment, logs / "tracker.log").start()
+    api = ServiceProcess(["api"], environment, logs / "api.log").start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, api)
+        yield RunningSystem(url, environment["RETURNLOOP_ADMIN_TOKEN"], environment, tracker, api)
+    finally:
+        api.stop()
+        tracker.stop()

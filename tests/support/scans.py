@@ -9,6 +9,11 @@ from tests.support.servers import unique
 
 T0 = datetime(2020, 3, 1, 22, 0, tzinfo=UTC)
 
+#: The test session's "now", to the second. Recent journeys start four hours before it,
+#: so a trip due a day later raises no overdue alert to muddy what a test counts.
+NOW = datetime.now(UTC).replace(microsecond=0)
+RECENT_START = NOW - timedelta(hours=4)
+
 
 def scan_body(
     kind: str, id_number: str, *, hours: float, scan_id: str | None = None, **fields: Any
@@ -37,3 +42,9 @@ def four_scans(id_number: str, **overrides: dict[str, Any]) -> list[dict[str, An
         scan_body(kind, id_number, hours=hours, **overrides.get(kind, {}))
         for kind, hours in zip(kinds, (0, 1, 14, 15), strict=True)
     ]
+
+
+def recent_scan(hours: float, kind: str, id_number: str, **fields: Any) -> dict[str, Any]:
+    """A scan ``hours`` after :data:`RECENT_START` (``scan_body``'s defaults otherwise)."""
+    occurred_at = (RECENT_START + timedelta(hours=hours)).isoformat()
+    return scan_body(kind, id_number, hours=0, **fields) | {"occurred_at": occurred_at}
