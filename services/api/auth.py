@@ -35,14 +35,21 @@ SCAN_KINDS_BY_ROLE: dict[Role, frozenset[Kind]] = {
 }
 
 
+# The scope each role's token may carry (a scope a role cannot use is refused, never ignored).
+ENTERPRISE_SCOPED = frozenset({Role.GATE})
+DISTRICT_SCOPED = frozenset({Role.SUPERVISOR})
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a role, and for a gate the one enterprise it serves."""
+    """Who is calling: a role, for a gate the one enterprise it serves, and for a
+    district-scoped supervisor the one district it reads."""
 
     role: Role
     enterprise_id: str | None = None
     # Who, for audit trails: the role and a fingerprint of the token (never the token).
     actor: str = "unknown"
+    district: str | None = None
 
     def may_post(self, kind: str, enterprise_id: str | None) -> bool:
         if kind not in SCAN_KINDS_BY_ROLE[self.role]:
@@ -50,6 +57,8 @@ class Principal:
         return self.role is not Role.GATE or enterprise_id == self.enterprise_id
 
     def may_read_enterprise(self, enterprise_id: str | None) -> bool:
+        """Whether the role reads this enterprise at all; a district-scoped supervisor's
+        district is checked against the data (``services/api/scope.py``)."""
         if self.role in (Role.SUPERVISOR, Role.ADMIN):
             return True
         return self.role is Role.GATE and enterprise_id == self.enterprise_id
@@ -89,10 +98,19 @@ class TokenAuthority:
         if record is None:
             raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
         role = Role(record.role)
-        return Principal(role, record.enterprise_id, actor=f"{role.value}:{token_hash[:12]}")
+        return Principal(
+            role,
+            record.enterprise_id,
+            actor=f"{role.value}:{token_hash[:12]}",
+            district=record.district,
+        )
 
     async def issue(
-        self, role: Role, enterprise_id: str | None, expires_in_hours: float | None
+        self,
+        role: Role,
+        enterprise_id: str | None,
+        expires_in_hours: float | None,
+        district: str | None = None,
     ) -> IssuedToken:
         token = "rl_" + secrets.token_urlsafe(32)
         # The token's public name, for listing and revoking; it reveals nothing of the token.
@@ -103,7 +121,7 @@ class TokenAuthority:
             else None
         )
         await self.store.save_token(
-            token_id, hash_token(token), role.value, enterprise_id, expires_at
+            token_id, hash_token(token), role.value, enterprise_id, expires_at, district
         )
         return IssuedToken(token, token_id, expires_at)
 

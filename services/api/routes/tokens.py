@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.api.auth import Principal, Role
+from services.api.auth import DISTRICT_SCOPED, ENTERPRISE_SCOPED, Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from shared.contract import printable
@@ -24,12 +24,20 @@ class TokenIn(BaseModel):
     enterprise_id: (
         Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)] | None
     ) = None
+    # A supervisor's one district: the token then reads only that district's enterprises.
+    district: (
+        Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)] | None
+    ) = None
     expires_in_hours: Annotated[float, Field(gt=0, le=24 * 366)] | None = None
 
     @model_validator(mode="after")
-    def _gate_needs_enterprise(self) -> TokenIn:
+    def _scopes_fit_the_role(self) -> TokenIn:
         if self.role is Role.GATE and self.enterprise_id is None:
             raise ValueError("a gate token needs an enterprise_id")
+        if self.enterprise_id is not None and self.role not in ENTERPRISE_SCOPED:
+            raise ValueError(f"a {self.role.value} token cannot be scoped to an enterprise_id")
+        if self.district is not None and self.role not in DISTRICT_SCOPED:
+            raise ValueError(f"a {self.role.value} token cannot be scoped to a district")
         return self
 
 
@@ -38,6 +46,7 @@ class TokenOut(BaseModel):
     token_id: str
     role: Role
     enterprise_id: str | None
+    district: Annotated[str | None, Field(description="present for a district-scoped token")] = None
     expires_at: str | None
 
 
@@ -46,15 +55,19 @@ class RevokedOut(BaseModel):
     revoked_at: str
 
 
-@router.post("/tokens", status_code=201, response_model=TokenOut)
+@router.post("/tokens", status_code=201, response_model=TokenOut, response_model_exclude_unset=True)
 async def issue_token(body: TokenIn, context: ContextDep, _: Admin) -> Any:
-    """Issue a token for a role (a gate token is bound to one enterprise)."""
-    issued = await context.authority.issue(body.role, body.enterprise_id, body.expires_in_hours)
+    """Issue a token for a role (a gate token is bound to one enterprise, a supervisor's may
+    be bound to one district)."""
+    issued = await context.authority.issue(
+        body.role, body.enterprise_id, body.expires_in_hours, body.district
+    )
     return {
         "token": issued.token,
         "token_id": issued.token_id,
         "role": body.role.value,
         "enterprise_id": body.enterprise_id,
+        **({"district": body.district} if body.district is not None else {}),
         "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
     }
 
