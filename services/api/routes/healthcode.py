@@ -24,9 +24,10 @@ HTTP_SOURCE = "http"
 
 
 class UpdatesIn(BaseModel):
-    # Items are validated one by one below, so one bad item cannot reject the batch.
+    # Items are validated one by one below, so one bad item (even one that is not an
+    # object) cannot reject the batch.
     updates: Annotated[
-        list[dict[str, Any]],
+        list[Any],
         Field(
             max_length=MAX_UPDATES,
             json_schema_extra={"items": HealthCodeUpdateIn.model_json_schema()},
