@@ -40,26 +40,28 @@ export const REASON_LABELS = {
   not_permitted: "当前令牌无权登记此类扫码",
   not_found: "未找到该人员",
   invalid_code: "无法识别的码",
+  unknown_code: "该码未关联任何人员",
+  code_mismatch: "码与身份证号不是同一人",
+  invalid_request: "请求格式错误",
   unauthorized: "令牌无效或已过期",
   forbidden: "无权限",
   unavailable: "服务暂不可用",
 };
 
-// The gate's reasons are English sentences; the Chinese line leads where we know it.
-const GATE_REASON_LABELS = [
-  ["no arrival health recheck", "无抵达复检记录，请先到健康站复检"],
-  ["the latest arrival health recheck did not pass", "最近一次抵达复检未通过"],
-  ["health code colour is unknown", "健康码颜色未知，请出示健康码"],
-  ["health code is", "健康码非绿码"],
-  ["not on any enterprise's manifest", "不在任何企业名单上"],
-  ["expected at another enterprise", "应到其他企业报到"],
-  ["open alert", "有未处理告警"],
-];
-
-export function gateReasonLabel(reason) {
-  const found = GATE_REASON_LABELS.find(([prefix]) => reason.startsWith(prefix));
-  return found ? found[1] : "";
-}
+// Why a checkpoint decision (POST /v1/decisions) said what it said, by reason code.
+// The API's English message is shown beside the Chinese phrase.
+export const DECISION_LABELS = {
+  not_on_manifest: "不在返岗名单上",
+  departure_check_missing: "无出发体检记录",
+  departure_check_failed: "出发体检未通过",
+  code_not_green: "健康码非绿码或颜色未知",
+  wrong_trip: "不是本车次名单上的人",
+  not_boarded: "无上车记录",
+  arrival_check_missing: "无抵达复检记录，请先到健康站复检",
+  arrival_check_failed: "抵达复检未通过",
+  wrong_enterprise: "应到其他企业报到",
+  open_alert: "有未处理告警",
+};
 
 export function maskId(idNumber) {
   if (idNumber.length < 10) return "*".repeat(idNumber.length);

@@ -1,13 +1,17 @@
-// The scanner page: a keyboard-wedge scanner (or the camera) in, a big decision out.
+// The scanner page: one scan, one decision. A keyboard-wedge scanner (or the camera) reads
+// the health code or social-security card the worker shows (or the operator types the ID
+// number); the page asks POST /v1/decisions and shows 放行 ALLOW or 禁止 DENY with every
+// reason; the operator then records the scan (a check with this worker's temperature), with
+// an override reason when recording against a denial or without a decision (offline).
 // Scans that cannot be sent wait in localStorage and go as one batch when the network returns.
 import {
   ALERT_LABELS,
   ApiError,
+  DECISION_LABELS,
   HEALTH_LABELS,
   KIND_LABELS,
   REASON_LABELS,
   Session,
-  gateReasonLabel,
   h,
   maskId,
   newScanId,
@@ -20,8 +24,11 @@ const MAX_BATCH = 1000;
 const RETRY_MS = 5000;
 const FOLLOW_UP_MS = 20000;
 const RECENT_SIZE = 30;
+const MAX_OVERRIDE = 500;
 // An 18-character resident ID number; anything else is a health-code id or card number.
 const ID_NUMBER = /^[0-9]{17}[0-9Xx]$/;
+const CHECKS = new Set(["departure_check", "arrival_check"]);
+const OFFLINE_REASON = "离线，无法判定 offline: no decision";
 
 const $ = (id) => document.getElementById(id);
 const session = new Session("scanner");
@@ -29,51 +36,102 @@ const result = $("result");
 const codeInput = $("code");
 const fields = {
   station: $("station"),
-  temperature: $("temperature"),
   trip: $("trip"),
   enterprise: $("enterprise"),
 };
+const recordForm = $("record");
+const temperature = $("temperature");
+const override = $("override");
 const recent = [];
 let shown = 0; // which scan the banner shows; a late answer for an older one must not replace it
+let pending = null; // the scan identified and decided, waiting for the operator to record it
 let flushing = false;
 
 const signedOut = wireSignIn(session, {
   onSignedIn: () => {
-    codeInput.focus();
+    focusScan();
     flush();
   },
 });
 
-// ---- settings ---------------------------------------------------------------------
+// ---- the shift: checkpoint, station, trip, enterprise, chosen once -----------------
 function kind() {
   return document.querySelector('input[name="kind"]:checked').value;
 }
 
-function healthCode() {
-  return document.querySelector('input[name="health_code"]:checked').value;
+function shift() {
+  return {
+    kind: kind(),
+    station: fields.station.value.trim(),
+    trip_id: fields.trip.value.trim(),
+    enterprise_id: fields.enterprise.value.trim(),
+  };
 }
 
-function loadSettings() {
-  const saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}");
+function loadShift() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}") ?? {};
+  } catch {
+    saved = {};
+  }
   const radio = document.querySelector(`input[name="kind"][value="${saved.kind}"]`);
   if (radio) radio.checked = true;
   fields.station.value = saved.station ?? "";
   fields.trip.value = saved.trip_id ?? "";
   fields.enterprise.value = saved.enterprise_id ?? "";
+  return Boolean(saved.started);
 }
 
-function saveSettings() {
-  localStorage.setItem(SETTINGS_KEY, JSON.stringify({
-    kind: kind(),
-    station: fields.station.value.trim(),
-    trip_id: fields.trip.value.trim(),
-    enterprise_id: fields.enterprise.value.trim(),
-  }));
+function saveShift(started) {
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify({ ...shift(), started }));
+}
+
+// What the shift still lacks for this checkpoint, in both languages; null when complete.
+function shiftMissing() {
+  const { kind: scanKind, station, trip_id: tripId, enterprise_id: enterpriseId } = shift();
+  if (!station) return ["请先填写站点", "Enter the station first"];
+  if (scanKind === "boarding" && !tripId) return ["请先填写车次", "Enter the trip first"];
+  if (scanKind === "checkin" && !enterpriseId) return ["请先填写企业编号", "Enter the enterprise first"];
+  return null;
 }
 
 function showFieldsForKind() {
   for (const element of document.querySelectorAll("[data-for]")) {
     element.hidden = !element.dataset.for.split(" ").includes(kind());
+  }
+}
+
+function editShift(message) {
+  $("shift").hidden = false;
+  $("shift-summary").hidden = true;
+  $("shift-message").textContent = message ? message.join(" · ") : "";
+  const empty = [fields.station, fields.trip, fields.enterprise].find(
+    (input) => !input.closest("[hidden]") && !input.value.trim());
+  (empty ?? fields.station).focus();
+}
+
+function closeShift() {
+  const { kind: scanKind, station, trip_id: tripId, enterprise_id: enterpriseId } = shift();
+  const [zh, en] = KIND_LABELS[scanKind];
+  const parts = [`${zh} ${en}`, `站点 Station: ${station}`];
+  if (scanKind === "boarding") parts.push(`车次 Trip: ${tripId}`);
+  if (scanKind === "checkin") parts.push(`企业 Enterprise: ${enterpriseId}`);
+  $("shift-text").textContent = `本班 Shift · ${parts.join(" · ")}`;
+  $("shift").hidden = true;
+  $("shift-summary").hidden = false;
+  $("shift-message").textContent = "";
+}
+
+function kindChanged() {
+  showFieldsForKind();
+  dropPending();
+  const missing = shiftMissing();
+  saveShift(!missing);
+  if (missing) editShift(missing);
+  else {
+    closeShift();
+    focusScan();
   }
 }
 
@@ -85,10 +143,10 @@ function banner(tone, state, headline, english, { who, reasons = [], note, loop 
     h("div", { class: "headline" }, headline, h("span", { class: "en" }, english)),
     who ? h("div", { class: "who" }, who) : null,
     reasons.length
-      ? h("ul", { class: "reasons" }, reasons.map(([zh, en]) =>
-        h("li", {}, zh || en, zh && en ? h("span", { class: "en" }, en) : null)))
+      ? h("ul", { class: "reasons" }, reasons.map(([zh, en, code]) =>
+        h("li", { "data-reason": code ?? null }, zh || en, zh && en ? h("span", { class: "en" }, en) : null)))
       : null,
-    note ? h("div", { class: "loop" }, note) : null,
+    note ? h("div", { class: "loop note" }, note) : null,
     loop ? h("div", { class: "loop", "data-loop": "" }, loop) : null,
   ];
   result.replaceChildren(...parts.filter(Boolean));
@@ -102,21 +160,41 @@ function errorReason(error) {
   return [REASON_LABELS[error.code] ?? "", `${error.code}: ${error.message}`];
 }
 
-function describe(scan) {
+function decisionReason(reason) {
+  return [DECISION_LABELS[reason.code] ?? "", `${reason.code}: ${reason.message}`, reason.code];
+}
+
+// A code is shown by its ends only: it may be a card number, which is the ID number.
+function maskCode(code) {
+  if (ID_NUMBER.test(code)) return maskId(code.toUpperCase());
+  if (code.length <= 8) return "*".repeat(code.length);
+  return `${code.slice(0, 4)}…${code.slice(-4)}`;
+}
+
+function whoOf(scan) {
+  return scan.id_number ? maskId(scan.id_number) : `码 code ${maskCode(scan.code)}`;
+}
+
+function describe(scan, who) {
   const [zh, en] = KIND_LABELS[scan.kind];
   const extra = scan.kind === "boarding" ? ` · ${scan.trip_id}`
     : scan.kind === "checkin" ? ` · ${scan.enterprise_id}`
-      : ` · ${scan.temperature_c} °C · ${HEALTH_LABELS[scan.health_code]}`;
-  return `${maskId(scan.id_number)} · ${zh} ${en}${extra}`;
+      : ` · ${scan.temperature_c} °C · ${scan.health_code ? HEALTH_LABELS[scan.health_code] : "平台码色 platform colour"}`;
+  return `${who ?? whoOf(scan)} · ${zh} ${en}${extra}`;
+}
+
+function loopLine(view) {
+  return `闭环 Loop: ${view.stage} · ${view.status}`;
 }
 
 // ---- recent scans ------------------------------------------------------------------
 const STATUS_LABELS = {
-  accepted: "通过 accepted",
+  accepted: "已登记 recorded",
   rejected: "拒绝 rejected",
   queued: "待上传 queued",
   allow: "放行 allow",
   deny: "禁止 deny",
+  offline: "未判定 no decision",
   held: "未通过 not passed",
 };
 
@@ -138,7 +216,11 @@ function clock() {
 
 // ---- the offline queue -------------------------------------------------------------
 function queue() {
-  return JSON.parse(localStorage.getItem(QUEUE_KEY) ?? "[]");
+  try {
+    return JSON.parse(localStorage.getItem(QUEUE_KEY) ?? "[]") ?? [];
+  } catch {
+    return [];
+  }
 }
 
 function saveQueue(scans) {
@@ -148,14 +230,14 @@ function saveQueue(scans) {
   $("queue").className = scans.length ? "pill warn" : "pill";
 }
 
-function enqueue(scan, note) {
+function enqueue(scan, who) {
   const scans = queue();
   scans.push(scan);
   saveQueue(scans);
-  remember({ id: scan.scan_id, time: clock(), status: "queued", what: describe(scan) });
+  remember({ id: scan.scan_id, time: clock(), status: "queued", what: describe(scan, who) });
   banner("queued", "queued", "已暂存 QUEUED", "offline", {
-    who: describe(scan),
-    note: note ?? `网络恢复后自动上传（共 ${scans.length} 条）Sent when the network returns (${scans.length} waiting)`,
+    who: describe(scan, who),
+    note: `网络恢复后自动上传（共 ${scans.length} 条）Sent when the network returns (${scans.length} waiting)`,
   });
 }
 
@@ -172,15 +254,10 @@ async function flush() {
     const problems = [];
     answer.results.forEach((entry, index) => {
       const scan = batch[index];
+      const reason = entry.status === "rejected" ? scanReason(entry).filter(Boolean).join(" · ") : null;
       if (entry.status === "accepted") accepted += 1;
-      else problems.push([maskId(scan.id_number), scanReason(entry).filter(Boolean).join(" · ")]);
-      remember({
-        id: scan.scan_id,
-        time: clock(),
-        status: entry.status,
-        what: describe(scan),
-        reason: entry.status === "rejected" ? scanReason(entry).filter(Boolean).join(" · ") : null,
-      });
+      else problems.push([whoOf(scan), reason]);
+      remember({ id: scan.scan_id, time: clock(), status: entry.status, what: describe(scan), reason });
     });
     const summary =
       `${clock()} 已上传 ${batch.length} 条：通过 ${accepted}，拒绝 ${batch.length - accepted}` +
@@ -208,185 +285,322 @@ function updateNetwork() {
   $("network").textContent = online ? "在线 Online" : "离线 Offline";
 }
 
-// ---- scanning ----------------------------------------------------------------------
-function buildScan(scanKind, idNumber) {
-  const scan = {
-    scan_id: newScanId(),
-    kind: scanKind,
-    id_number: idNumber,
-    occurred_at: new Date().toISOString(),
-    station: fields.station.value.trim(),
-  };
-  if (scanKind === "departure_check" || scanKind === "arrival_check") {
-    scan.temperature_c = Number(fields.temperature.value);
-    scan.health_code = healthCode();
-  } else if (scanKind === "boarding") {
-    scan.trip_id = fields.trip.value.trim();
-  } else {
-    scan.enterprise_id = fields.enterprise.value.trim();
-  }
-  return scan;
-}
-
-function missingSetting(scanKind) {
-  if (!fields.station.value.trim()) return ["请先填写站点", "Enter the station first"];
-  if (scanKind === "boarding" && !fields.trip.value.trim()) return ["请先填写车次", "Enter the trip first"];
-  if (scanKind === "checkin" && !fields.enterprise.value.trim()) return ["请先填写企业编号", "Enter the enterprise first"];
-  const temperature = Number(fields.temperature.value);
-  if ((scanKind === "departure_check" || scanKind === "arrival_check")
-      && !(fields.temperature.value && temperature >= 30 && temperature <= 45)) {
-    return ["请填写体温（30–45 °C）", "Enter the temperature (30–45 °C)"];
-  }
-  return null;
-}
-
 // True when the failure means "no network": the scan should wait in the queue.
 function unreachable(error) {
   return error instanceof TypeError || (error instanceof ApiError && error.status === 503);
 }
 
-async function handleCode(raw) {
-  const code = raw.trim();
-  if (!code) return;
-  const scanKind = kind();
-  const serial = ++shown;
-  const missing = missingSetting(scanKind);
-  if (missing) {
-    banner("bad", "rejected", "拒绝 REJECTED", "settings incomplete", { reasons: [missing] });
-    return;
+// ---- identifying the worker --------------------------------------------------------
+const ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+
+// Offline, the API cannot check an ID number: the same checks here, so a mistyped one
+// is caught at the door rather than rejected later from the queue.
+function idNumberProblem(idNumber) {
+  const year = Number(idNumber.slice(6, 10));
+  const month = Number(idNumber.slice(10, 12));
+  const day = Number(idNumber.slice(12, 14));
+  const born = new Date(Date.UTC(year, month - 1, day));
+  if (year < 1900 || born.getUTCMonth() !== month - 1 || born.getUTCDate() !== day || born > new Date()) {
+    return "id_number_birth_date";
   }
-  saveSettings();
-  const idNumber = ID_NUMBER.test(code) ? code.toUpperCase() : null;
-  banner("working", "working", "处理中…", "working", { who: idNumber ? maskId(idNumber) : null });
-  if (scanKind === "checkin") await gate(serial, code, idNumber);
-  else if (idNumber) await submit(serial, buildScan(scanKind, idNumber));
-  else await resolveCode(serial, code);
+  const sum = ID_WEIGHTS.reduce((total, weight, index) => total + weight * Number(idNumber[index]), 0);
+  return "10X98765432"[sum % 11] === idNumber[17] ? null : "id_number_checksum";
 }
 
-async function submit(serial, scan, { allowed } = {}) {
-  if (!navigator.onLine) {
-    enqueue(scan);
+function identify(raw) {
+  const code = raw.trim();
+  if (ID_NUMBER.test(code)) return { id_number: code.toUpperCase() };
+  return { code };
+}
+
+// ---- the record panel --------------------------------------------------------------
+function clearRecord() {
+  temperature.value = "";
+  for (const radio of document.querySelectorAll('input[name="health_code"]')) radio.checked = false;
+  $("platform-colour").textContent = "";
+  override.value = "";
+  $("override-box").hidden = true;
+  $("override-offline").hidden = true;
+  $("record-message").textContent = "";
+  $("record-who").textContent = "";
+}
+
+function dropPending() {
+  pending = null;
+  clearRecord();
+  $("record-panel").hidden = true;
+}
+
+function focusScan() {
+  if (!document.body.classList.contains("signed-out")) codeInput.focus();
+}
+
+function askOverride(why) {
+  $("override-box").hidden = false;
+  $("override-why").textContent = why;
+  override.focus();
+}
+
+// The decision (or its absence) is on the banner: open the panel that records the scan.
+function openRecord(found) {
+  pending = found;
+  clearRecord();
+  const check = CHECKS.has(found.kind);
+  $("record-who").textContent = found.who;
+  if (check) {
+    // A worker identified by a code is linked: the platform's colour is the default.
+    const colour = found.view?.health_code;
+    $("platform-colour").textContent = colour ? `当前 now: ${HEALTH_LABELS[colour]} ${colour}` : "";
+    if (found.identity.code) document.querySelector('input[name="health_code"][value="platform"]').checked = true;
+  }
+  const button = $("record-button");
+  // Recording against a denial is possible, never the obvious button to press.
+  button.className = found.decision && !found.decision.allow ? "big against" : "primary big";
+  if (found.decision === null) {
+    button.textContent = "未判定，登记 Record without a decision";
+    $("override-offline").hidden = false;
+    askOverride("离线无法判定：登记需填写理由 · Offline, no decision: recording needs a reason");
+  } else if (!found.decision.allow) {
+    button.textContent = "仍要登记 Record anyway";
+  } else {
+    button.textContent = "登记 Record";
+  }
+  $("record-panel").hidden = false;
+  if (check) temperature.focus();
+  else focusScan();
+}
+
+// The scan to record, or [zh, en] saying what the operator must still give.
+function scanToRecord() {
+  const found = pending;
+  const scan = {
+    scan_id: found.scanId,
+    kind: found.kind,
+    ...found.identity,
+    occurred_at: new Date().toISOString(),
+    station: found.station,
+  };
+  if (CHECKS.has(found.kind)) {
+    const degrees = Number(temperature.value);
+    if (!temperature.value.trim() || !(degrees >= 30 && degrees <= 45)) {
+      temperature.focus();
+      return ["未登记：请填写该工人的体温（30–45 °C）", "Not recorded: enter this worker's temperature (30–45 °C)"];
+    }
+    const colour = document.querySelector('input[name="health_code"]:checked')?.value;
+    if (!colour) {
+      return ["未登记：请选择健康码（平台或扫码所见颜色）", "Not recorded: choose the health code (from the platform or as scanned)"];
+    }
+    scan.temperature_c = Math.round(degrees * 10) / 10;
+    if (colour !== "platform") scan.health_code = colour;
+  } else if (found.kind === "boarding") {
+    scan.trip_id = found.trip_id;
+  } else {
+    scan.enterprise_id = found.enterprise_id;
+  }
+  if (found.decision === null || !found.decision.allow) {
+    const reason = override.value.trim();
+    if (!reason) {
+      askOverride(found.decision === null
+        ? "离线无法判定：登记需填写理由 · Offline, no decision: recording needs a reason"
+        : "判定为禁止：如仍要登记，请填写理由 · The decision was DENY: give a reason to record anyway");
+      return ["未登记：请填写放行理由", "Not recorded: an override reason is required"];
+    }
+    scan.override_reason = reason.slice(0, MAX_OVERRIDE);
+  }
+  return scan;
+}
+
+async function record() {
+  if (!pending) return;
+  const found = pending;
+  const scan = scanToRecord();
+  if (Array.isArray(scan)) {
+    $("record-message").textContent = scan.join(" · ");
     return;
   }
+  // Recorded: nothing of this worker (temperature, colour, reason) stays for the next one.
+  dropPending();
+  focusScan();
+  const serial = ++shown;
+  const who = found.who;
+  const overridden = scan.override_reason ? `强制登记理由 Override: ${scan.override_reason}` : null;
+  if (!navigator.onLine) {
+    enqueue(scan, who);
+    return;
+  }
+  banner("working", "working", "登记中…", "recording", { who: describe(scan, who) });
   let entry;
   try {
     entry = (await session.call("POST", "/v1/scans", scan)).results[0];
   } catch (error) {
-    if (unreachable(error)) enqueue(scan);
+    if (unreachable(error)) enqueue(scan, who);
     else if (error instanceof ApiError && error.status === 401) signedOut(error);
-    else banner("bad", "rejected", "拒绝 REJECTED", "error", { who: describe(scan), reasons: [errorReason(error)] });
+    else if (serial === shown) banner("bad", "rejected", "拒绝 REJECTED", "not recorded", { who: describe(scan, who), reasons: [errorReason(error)] });
     return;
   }
   if (entry.status !== "accepted") {
     const reason = scanReason(entry);
-    remember({ id: scan.scan_id, time: clock(), status: "rejected", what: describe(scan), reason: reason.filter(Boolean).join(" · ") });
-    if (serial === shown) banner("bad", "rejected", "拒绝 REJECTED", "not recorded", { who: describe(scan), reasons: [reason] });
+    remember({ id: scan.scan_id, time: clock(), status: "rejected", what: describe(scan, who), reason: reason.filter(Boolean).join(" · ") });
+    if (serial === shown) banner("bad", "rejected", "拒绝 REJECTED", "not recorded", { who: describe(scan, who), reasons: [reason] });
     return;
   }
-  remember({ id: scan.scan_id, time: clock(), status: allowed ? "allow" : "accepted", what: describe(scan) });
+  remember({ id: scan.scan_id, time: clock(), status: "accepted", what: describe(scan, who), reason: overridden });
   if (serial === shown) {
-    if (allowed) banner("ok", "allow", "放行 ALLOW", "check-in recorded", { who: describe(scan), note: "报到已登记 Check-in recorded" });
-    else banner("ok", "accepted", "通过 ACCEPTED", "recorded", { who: describe(scan) });
+    banner("ok", "accepted", "已登记 RECORDED", overridden ? "recorded with an override" : "recorded", {
+      who: describe(scan, who),
+      note: overridden,
+    });
   }
   flush();
-  followUp(serial, scan);
+  followUp(serial, scan, found.view?.worker_ref);
 }
 
 // Once the tracker has applied the scan, say how the loop stands; a failed check turns red.
-async function followUp(serial, scan) {
+async function followUp(serial, scan, workerRef) {
+  if (!workerRef && !scan.id_number) return;
   const deadline = Date.now() + FOLLOW_UP_MS;
   while (Date.now() < deadline && serial === shown) {
     await new Promise((resolve) => setTimeout(resolve, 600));
     let view;
     try {
-      view = await session.call("POST", "/v1/workers/lookup", { id_number: scan.id_number });
+      view = workerRef
+        ? await session.call("GET", `/v1/workers/${encodeURIComponent(workerRef)}`)
+        : await session.call("POST", "/v1/workers/lookup", { id_number: scan.id_number });
     } catch {
       continue;
     }
     const checkpoint = view.checkpoints?.[scan.kind];
     if (checkpoint?.scan_id !== scan.scan_id || serial !== shown) continue;
-    const loop = `闭环 Loop: ${view.stage} · ${view.status}`;
     if (checkpoint.passed === false) {
       const reasons = view.alerts.filter((a) => a.open).map((a) => [ALERT_LABELS[a.kind] ?? "", a.kind]);
       const held = view.status === "held";
       remember({ id: scan.scan_id, status: "held", reason: reasons.map(([zh, en]) => `${zh} ${en}`).join("; ") });
       banner("bad", "held", held ? "扣留 HELD" : "未通过 NOT CLEARED", "recorded, check not passed", {
-        who: describe(scan), reasons, loop,
+        who: result.querySelector(".who")?.textContent, reasons, loop: loopLine(view),
       });
     } else {
       result.querySelector("[data-loop]")?.remove();
-      result.append(h("div", { class: "loop", "data-loop": "" }, loop));
+      result.append(h("div", { class: "loop", "data-loop": "" }, loopLine(view)));
     }
     return;
   }
 }
 
-async function resolveCode(serial, code) {
-  if (!navigator.onLine) {
-    banner("bad", "rejected", "拒绝 REJECTED", "offline", {
-      reasons: [["离线时无法识别健康码或社保卡，请扫描身份证", "Offline: a health code or card cannot be resolved; scan the ID card"]],
-    });
+// ---- scanning: identify, decide, show ----------------------------------------------
+async function handleCode(raw) {
+  const text = raw.trim();
+  if (!text) return;
+  const serial = ++shown;
+  dropPending();
+  const missing = shiftMissing();
+  if (missing) {
+    banner("bad", "setup", "请先设置本班", "set up the shift first", { reasons: [missing] });
+    editShift(missing);
     return;
   }
-  let found;
-  try {
-    found = await session.call("POST", "/v1/links/resolve", { code });
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) signedOut(error);
-    else if (serial === shown) banner("bad", "rejected", "拒绝 REJECTED", "unknown code", { reasons: [unreachable(error) ? ["网络错误", "network error"] : errorReason(error)] });
-    return;
+  if (!$("shift").hidden) {
+    // Scanning with the shift filled in starts it.
+    saveShift(true);
+    closeShift();
   }
-  if (serial !== shown) return;
-  const colour = found.health_code ? `${HEALTH_LABELS[found.health_code]} ${found.health_code}` : "颜色未知 colour unknown";
-  const loop = `闭环 Loop: ${found.loop.stage} · ${found.loop.status}`;
-  const tone = found.health_code === "green" && found.loop.status !== "held" ? "info" : "bad";
-  banner(tone, "resolved", "已识别 RESOLVED", "not recorded yet", {
-    who: `${found.id_masked} · ${colour}`,
-    note: "登记扫码需身份证号：请扫描身份证 · A scan is recorded by ID number: scan the ID card",
-    loop,
-  });
-}
-
-async function gate(serial, code, idNumber) {
-  const enterpriseId = fields.enterprise.value.trim();
-  const offline = () => {
-    if (idNumber) {
-      enqueue(buildScan("checkin", idNumber), "离线：无法判定，报到已暂存，联网后上传 · Offline: no gate decision; the check-in is queued");
-    } else {
-      banner("bad", "rejected", "拒绝 REJECTED", "offline", {
-        reasons: [["离线时无法核验，请扫描身份证", "Offline: cannot check this code; scan the ID card"]],
-      });
-    }
+  const identity = identify(text);
+  const { kind: scanKind, station, trip_id: tripId, enterprise_id: enterpriseId } = shift();
+  const found = {
+    scanId: newScanId(),
+    kind: scanKind,
+    identity,
+    station,
+    trip_id: tripId,
+    enterprise_id: enterpriseId,
+    who: identity.id_number ? maskId(identity.id_number) : `码 code ${maskCode(identity.code)}`,
+    decision: null,
+    view: null,
   };
-  if (!navigator.onLine) return offline();
+  if (!navigator.onLine) return offline(serial, found);
+  banner("working", "working", "判定中…", "deciding", { who: found.who });
+  const question = { kind: scanKind, ...identity };
+  if (scanKind === "boarding") question.trip_id = tripId;
+  if (scanKind === "checkin") question.enterprise_id = enterpriseId;
   let decision;
   try {
-    decision = await session.call("POST", "/v1/gate/decision",
-      idNumber ? { id_number: idNumber, enterprise_id: enterpriseId } : { code, enterprise_id: enterpriseId });
+    decision = await session.call("POST", "/v1/decisions", question);
   } catch (error) {
-    if (unreachable(error)) offline();
-    else if (error instanceof ApiError && error.status === 401) signedOut(error);
-    else if (serial === shown) banner("bad", "deny", "禁止入厂 DENY", "not allowed", { who: idNumber ? maskId(idNumber) : null, reasons: [errorReason(error)] });
+    if (serial !== shown) return;
+    if (unreachable(error)) return offline(serial, found);
+    if (error instanceof ApiError && error.status === 401) return signedOut(error);
+    if (error instanceof ApiError && error.status === 404) return unknown(found);
+    banner("bad", "rejected", "拒绝 REJECTED", "cannot decide", { who: found.who, reasons: [errorReason(error)] });
     return;
   }
   if (serial !== shown) return;
-  const who = `${decision.loop.id_masked} · ${enterpriseId}`;
-  if (!decision.allow) {
-    remember({ id: newScanId(), time: clock(), status: "deny", what: who, reason: decision.reasons.join("; ") });
-    banner("bad", "deny", "禁止入厂 DENY", "not allowed", {
-      who,
-      reasons: decision.reasons.map((reason) => [gateReasonLabel(reason), reason]),
+  found.decision = decision;
+  found.view = decision.loop;
+  found.who = `${decision.worker.name ?? "（无姓名 no name）"} · ${decision.worker.id_masked}`;
+  const reasons = decision.reasons.map(decisionReason);
+  const [zh, en] = KIND_LABELS[scanKind];
+  const where = scanKind === "boarding" ? ` · ${tripId}` : scanKind === "checkin" ? ` · ${enterpriseId}` : "";
+  remember({
+    id: found.scanId,
+    time: clock(),
+    status: decision.allow ? "allow" : "deny",
+    what: `${found.who} · ${zh} ${en}${where}`,
+    reason: reasons.map(([reasonZh, , code]) => `${reasonZh} ${code}`).join("; ") || null,
+  });
+  if (decision.allow) {
+    banner("ok", "allow", "放行 ALLOW", `${en}${where}`, {
+      who: found.who,
+      reasons,
+      note: CHECKS.has(scanKind) ? "请测体温后登记 · Take the temperature, then record" : "请登记 · Record the scan",
+      loop: loopLine(decision.loop),
+    });
+  } else {
+    banner("bad", "deny", "禁止 DENY", `${en}${where}`, {
+      who: found.who,
+      reasons,
+      loop: loopLine(decision.loop),
+    });
+  }
+  openRecord(found);
+}
+
+// No worker is known by what was scanned.
+function unknown(found) {
+  if (found.identity.code) {
+    // A scan by an unlinked code would be rejected (unknown_code): nothing to record.
+    banner("bad", "unknown", "未识别 UNKNOWN", "code not linked", {
+      who: found.who,
+      reasons: [["该码未关联任何人员：请输入身份证号", "unknown_code: no worker is linked to this code; type the ID number"]],
     });
     return;
   }
-  if (idNumber) {
-    await submit(serial, buildScan("checkin", idNumber), { allowed: true });
-  } else {
-    banner("ok", "allow", "放行 ALLOW", "allowed", {
-      who,
-      note: "请扫描身份证完成报到登记 · Scan the ID card to record the check-in",
-    });
+  found.decision = { allow: false, reasons: [] };
+  remember({ id: found.scanId, time: clock(), status: "deny", what: found.who, reason: "not_found" });
+  banner("bad", "deny", "禁止 DENY", "not known", {
+    who: found.who,
+    reasons: [["系统中无此人员，不在任何名单上", "not_found: no worker known by this ID number", "not_found"]],
+  });
+  openRecord(found);
+}
+
+// Decisions need the network: say so, and let the operator record with a reason.
+function offline(serial, found) {
+  if (found.identity.id_number) {
+    const problem = idNumberProblem(found.identity.id_number);
+    if (problem) {
+      banner("bad", "rejected", "拒绝 REJECTED", "not an ID number", {
+        who: found.who,
+        reasons: [[REASON_LABELS[problem], problem]],
+      });
+      return;
+    }
   }
+  if (serial !== shown) return;
+  remember({ id: found.scanId, time: clock(), status: "offline", what: found.who });
+  banner("queued", "offline", "离线 · 无法判定", "OFFLINE · no decision", {
+    who: found.who,
+    reasons: [["判定需要联网；如需登记，请填写理由，联网后上传", "Decisions need the network: record only with an override reason; it is sent when the network returns"]],
+  });
+  openRecord(found);
 }
 
 // ---- camera (only where the browser has a BarcodeDetector) -------------------------
@@ -435,26 +649,47 @@ async function wireCamera() {
 }
 
 // ---- wiring ------------------------------------------------------------------------
-loadSettings();
+const started = loadShift();
 showFieldsForKind();
+if (started && !shiftMissing()) closeShift();
+else editShift();
 updateNetwork();
 saveQueue(queue());
 for (const scan of queue()) {
   remember({ id: scan.scan_id, time: "", status: "queued", what: describe(scan) });
 }
 document.querySelectorAll('input[name="kind"]').forEach((radio) =>
-  radio.addEventListener("change", () => {
-    showFieldsForKind();
-    saveSettings();
-    codeInput.focus();
-  }));
-Object.values(fields).forEach((input) => input.addEventListener("change", saveSettings));
+  radio.addEventListener("change", kindChanged));
+$("shift").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const missing = shiftMissing();
+  saveShift(!missing);
+  if (missing) return editShift(missing);
+  closeShift();
+  focusScan();
+});
+$("shift-change").addEventListener("click", () => editShift());
 $("scan").addEventListener("submit", (event) => {
   event.preventDefault();
   const code = codeInput.value;
   codeInput.value = "";
   codeInput.focus();
-  handleCode(code);
+  // A scanner always types something before its Enter: an Enter alone is the operator
+  // recording the worker on the banner.
+  if (!code.trim() && pending) record();
+  else handleCode(code);
+});
+recordForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  record();
+});
+$("record-cancel").addEventListener("click", () => {
+  dropPending();
+  focusScan();
+});
+$("override-offline").addEventListener("click", () => {
+  override.value = OFFLINE_REASON;
+  override.focus();
 });
 window.addEventListener("online", () => {
   updateNetwork();
