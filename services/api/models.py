@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 
 from shared.domain.vocabulary import (
     AlertKind,
+    DispositionKind,
     HealthCode,
     HealthCodeSource,
     Kind,
     Stage,
     Status,
+    Travel,
 )
 
 # Timestamps stay the ISO 8601 strings the adapters write (``datetime.isoformat()``,
@@ -64,6 +66,16 @@ class AlertView(BaseModel):
     closed_at: Timestamp | None
 
 
+class DispositionView(BaseModel):
+    """What was recorded about the worker after a failed check, by whom and when."""
+
+    disposition_id: str
+    kind: DispositionKind
+    at: Timestamp
+    by: str
+    note: str
+
+
 class LoopView(BaseModel):
     """One worker's closed loop: where they are, each checkpoint, every alert."""
 
@@ -71,11 +83,14 @@ class LoopView(BaseModel):
     # left out of the answer. A field the contract adds must be declared here to be served.
     worker_ref: str
     id_masked: str
+    name: Annotated[str | None, Field(description="the manifest's name")]
     enterprise_id: str | None
     trip_id: str | None
+    travel: Annotated[Travel, Field(description="organised trip, or on their own")]
     stage: Stage
     status: Status
     health_code: HealthCode | None
     checkpoints: dict[Kind, CheckpointView]
     alerts: list[AlertView]
+    dispositions: list[DispositionView]
     updated_at: Timestamp

@@ -24,8 +24,11 @@ from shared.settings import Settings
 LOOP_VIEW_FIELDS = {
     "worker_ref",
     "id_masked",
+    "name",  # contract v1.1: the manifest's name beside the masked ID
     "enterprise_id",
     "trip_id",
+    "travel",  # contract v1.1: organised or self
+    "dispositions",  # contract v1.1: what was recorded after a failed check
     "stage",
     "status",
     "health_code",
@@ -177,7 +180,7 @@ def _stored_view() -> dict[str, Any]:
     worker = {
         "worker_ref": "w_" + "0" * 24,
         "id_masked": "520502********1234",
-        "name": "Wang Fang",  # newer read models read these two; the loop view leaves them out
+        "name": "Wang Fang",
         "travel": "organised",
         "enterprise_id": "yinzhou-textile",
         "trip_id": None,

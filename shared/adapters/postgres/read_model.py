@@ -15,15 +15,19 @@ from shared.domain.vocabulary import AlertKind, HealthCode, Kind, Stage, Status,
 _KINDS = {kind.value: kind for kind in Kind}
 
 
-def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[str, Any]:
+def loop_view(
+    worker: asyncpg.Record,
+    alerts: Sequence[asyncpg.Record],
+    dispositions: Sequence[asyncpg.Record] = (),
+) -> dict[str, Any]:
     """The contract's loop view of one worker (no plain ID number, ever)."""
     return {
         "worker_ref": worker["worker_ref"],
         "id_masked": worker["id_masked"],
         "name": worker["name"],
         "enterprise_id": worker["enterprise_id"],
-        "travel": worker["travel"],
         "trip_id": worker["trip_id"] or worker["boarded_trip_id"],
+        "travel": worker["travel"],
         "stage": worker["stage"] or Stage.REGISTERED.value,
         "status": worker["status"] or Status.OPEN.value,
         "health_code": worker["health_code"],
@@ -37,6 +41,16 @@ def loop_view(worker: asyncpg.Record, alerts: Sequence[asyncpg.Record]) -> dict[
             }
             for alert in alerts
         ],
+        "dispositions": [
+            {
+                "disposition_id": row["disposition_id"],
+                "kind": row["kind"],
+                "at": row["at"].isoformat(),
+                "by": row["recorded_by"],
+                "note": row["note"],
+            }
+            for row in dispositions
+        ],
         "updated_at": (worker["state_updated_at"] or worker["worker_updated_at"]).isoformat(),
     }
 
@@ -47,7 +61,9 @@ class LoopReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def _worker(self, worker_ref: str) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    async def _worker(
+        self, worker_ref: str
+    ) -> tuple[asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record]] | None:
         async with self.pool.acquire() as connection:
             worker = await connection.fetchrow(
                 """
@@ -69,7 +85,12 @@ class LoopReadModel:
                 "ORDER BY raised_at, kind",
                 worker_ref,
             )
-        return worker, list(alerts)
+            dispositions = await connection.fetch(
+                "SELECT disposition_id, kind, at, recorded_by, note FROM dispositions "
+                "WHERE worker_ref = $1 ORDER BY at, disposition_id",
+                worker_ref,
+            )
+        return worker, list(alerts), list(dispositions)
 
     async def loop_view(self, worker_ref: str) -> dict[str, Any] | None:
         found = await self._worker(worker_ref)
@@ -80,7 +101,7 @@ class LoopReadModel:
         found = await self._worker(worker_ref)
         if found is None:
             return None
-        worker, alerts = found
+        worker, alerts, dispositions = found
         checkpoints = {
             _KINDS[kind]: Checkpoint(
                 scan_id=body.get("scan_id", ""),
@@ -113,7 +134,7 @@ class LoopReadModel:
             travel=Travel(worker["travel"]),
             state=state,
         )
-        return loop_view(worker, alerts), facts
+        return loop_view(worker, alerts, dispositions), facts
 
     async def ping(self) -> bool:
         return bool(await self.pool.fetchval("SELECT 1"))
