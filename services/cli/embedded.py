@@ -258,8 +258,9 @@ class _EmbeddedServer(abc.ABC):
     process dies without running it.
 
     A server implements :meth:`is_running`, :meth:`_launch` (start, wait until it serves,
-    arrange the watchdog with :meth:`_watch`) and :meth:`_shut_down`; :meth:`start`
-    stops whatever a failed launch left, and :meth:`stop` is safe to call at any time.
+    set ``self._watchdog``, call :meth:`_stop_at_exit`) and :meth:`_shut_down`;
+    :meth:`start` stops whatever a failed launch left, :meth:`stop` (which also releases
+    the watchdog) is safe to call at any time.
     """
 
     #: How the log names the server: "embedded <label> ready/stopped".
@@ -309,17 +310,6 @@ class _EmbeddedServer(abc.ABC):
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
-
-    def _watch(
-        self,
-        pid: int,
-        *,
-        group: bool,
-        plan: list[tuple[int, float]],
-        handles_file: Path | None = None,
-    ) -> None:
-        """Start the watchdog that stops *pid* if this process dies without ``stop()``."""
-        self._watchdog = _Watchdog(pid, group=group, plan=plan, handles_file=handles_file)
 
     def __enter__(self) -> Self:
         """Start the server."""
@@ -399,7 +389,7 @@ class EmbeddedKafka(_EmbeddedServer):
                 continue
             self.port = port
             assert self._proc is not None
-            self._watch(
+            self._watchdog = _Watchdog(
                 self._proc.pid,
                 group=True,
                 plan=[(signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)],
@@ -603,7 +593,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         self._socket_dir = Path(info.socket_dir)
         self._port = int(info.port or 5432)
         # SIGINT = fast shutdown, SIGQUIT = immediate shutdown
-        self._watch(
+        self._watchdog = _Watchdog(
             self._pid,
             group=False,
             plan=[(signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)],
