@@ -1,7 +1,8 @@
 """The tracker as a Faust application.
 
-Faust hosts the tracker: its worker runs the batch consumers as a service
-and the overdue sweep as a timer. The scan streams themselves are consumed
+Faust hosts the tracker: its worker runs the batch consumers as a service,
+the overdue sweep as a timer and, when configured, the health-code platform
+poller as another. The scan streams themselves are consumed
 with plain aiokafka batches (``shared.adapters.kafka.consumer``): Faust's
 per-message loop tops out near 4,000 messages/s a process and can commit
 past a message whose agent crashed; batches with one PostgreSQL transaction
@@ -101,6 +102,15 @@ def create_faust_app(
             return
         if swept:
             logger.info("overdue sweep", extra={"workers": swept})
+
+    if settings.platform_polling:
+
+        @app.timer(interval=settings.platform_poll_interval_seconds)
+        async def poll_health_code_platform() -> None:
+            """Ask the platform for the colours of workers in transit (one round a tick)."""
+            if process.poller is None:
+                return
+            await process.poll_platform()  # logs its outcome; a failed round is retried
 
     return app
 
