@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
+from services.api.auth import Role
 from services.api.deps import ContextDep, PrincipalDep
 from services.api.errors import ApiError
 from services.api.models import LoopView
@@ -77,6 +78,10 @@ async def decide(body: DecisionIn, context: ContextDep, principal: PrincipalDep)
         detail=f"{body.kind.value}: allow={decision.allow}"
         + "".join(f" {said.code.value}" for said in decision.reasons),
     )
+    if principal.role is Role.GATE and view["enterprise_id"] != principal.enterprise_id:
+        # As at POST /v1/gate/decision: what the gate needs to turn the worker away,
+        # not another employer's record.
+        view = {**view, "trip_id": None, "checkpoints": {}, "alerts": []}
     return {
         "kind": decision.kind,
         "allow": decision.allow,
