@@ -259,3 +259,46 @@ async def test_the_temperature_is_this_workers_own_never_the_previous_ones(
     await expect(page.locator("#shift-text")).to_contain_text("毕节招工队")
     await expect(page.locator('input[name="kind"][value="departure_check"]')).to_be_checked()
     await expect(page.locator("#record-panel")).to_be_hidden()
+
+
+async def test_a_health_station_rechecks_on_arrival_whatever_the_reasons_say(
+    page: Page, admin: httpx.AsyncClient
+) -> None:
+    id_number = random_id_number()
+    trip_id = unique("UI-BUS")
+    await manifest(admin, trip_id, {"孙七": id_number})
+    health_code = await linked_green(admin, id_number)
+    departed = scan_body("departure_check", id_number, hours=0)
+    departed["occurred_at"] = (NOW - timedelta(hours=3)).isoformat()
+    await post_accepted_scans(admin, departed)
+    await eventually(partial(loop_view, admin, id_number), departure_cleared, what="departed")
+
+    await open_scanner(
+        page, await issue_token(admin, "health_station"), "arrival_check", "温州南站健康站"
+    )
+    await scan(page, health_code)
+    result = page.locator("#result")
+    # The recheck is always allowed: it is how a problem gets found. The reasons inform.
+    await expect(result).to_have_attribute("data-state", "allow")
+    reason = result.locator('li[data-reason="not_boarded"]')
+    await expect(reason).to_contain_text("无上车记录")
+    await expect(reason).to_contain_text("no boarding on record")
+    await expect(page.locator('input[name="health_code"][value="platform"]')).to_be_checked()
+    await screenshot(page, "scanner-decision-7-arrival-allow-with-reasons")
+    await record(page, temperature="36.6")
+    await expect(result).to_have_attribute("data-state", "accepted")
+    view = await eventually(
+        partial(loop_view, admin, id_number),
+        lambda view: "arrival_check" in view.get("checkpoints", {}),
+        what="the recheck applied",
+    )
+    assert checkpoint(view, "arrival_check")["health_code_source"] == "platform"
+    assert checkpoint(view, "arrival_check")["temperature_c"] == 36.6
+
+    # A health station may not clear departures: the page says so and records nothing.
+    await page.check('input[name="kind"][value="departure_check"]')
+    await expect(page.locator("#shift-text")).to_contain_text("Departure check")
+    await scan(page, health_code)
+    await expect(result).to_have_attribute("data-state", "rejected")
+    await expect(result).to_contain_text("无权限")
+    await expect(page.locator("#record-panel")).to_be_hidden()
