@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.model import Rules
+from shared.domain.subsidies import SubsidyRates
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "changethis", ""})
 
@@ -42,6 +44,11 @@ class Settings(BaseSettings):
     boarding_grace_minutes: float = Field(default=30.0, ge=0)
     # The zone whose calendar days the daily tick-off counts in (an IANA name).
     timezone: str = "Asia/Shanghai"
+    # Transport subsidies, yuan per worker whose loop is verified (closed), by way of travel.
+    subsidy_yuan_bus: Decimal = Field(default=Decimal(0), ge=0, max_digits=12, decimal_places=2)
+    subsidy_yuan_train: Decimal = Field(default=Decimal(0), ge=0, max_digits=12, decimal_places=2)
+    subsidy_yuan_flight: Decimal = Field(default=Decimal(0), ge=0, max_digits=12, decimal_places=2)
+    subsidy_yuan_self: Decimal = Field(default=Decimal(0), ge=0, max_digits=12, decimal_places=2)
     # How often the health-code platform is asked for the colours of linked workers in
     # transit (0: never; colours then arrive on healthcode.updates or the push endpoint).
     platform_poll_interval_seconds: float = Field(default=0.0, ge=0)
@@ -168,4 +175,14 @@ def rules_from(settings: Settings) -> Rules:
         arrival_grace=timedelta(hours=settings.arrival_grace_hours),
         checkin_window=timedelta(hours=settings.checkin_window_hours),
         health_code_max_age=timedelta(hours=settings.health_code_max_age_hours),
+    )
+
+
+def subsidy_rates_from(settings: Settings) -> SubsidyRates:
+    """The configured subsidy rates."""
+    return SubsidyRates(
+        bus=settings.subsidy_yuan_bus,
+        train=settings.subsidy_yuan_train,
+        flight=settings.subsidy_yuan_flight,
+        self=settings.subsidy_yuan_self,
     )
