@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import httpx
 from tqdm import tqdm
 
-from services.cli.demo import build_wave
+from services.cli.demo import Wave, build_wave
 from shared.adapters.postgres.pool import create_pool
 from shared.domain.vocabulary import Status
 from shared.identity import Pseudonymiser
@@ -21,6 +22,74 @@ from shared.settings import Settings, rules_from
 SUMMARY_ORDER = (Status.CLOSED, Status.HELD, Status.BROKEN, Status.OPEN)
 
 BATCH = 500
+UPDATES_BATCH = 1000
+# POST /v1/links takes one link a request: this many in flight (the API's pool and
+# PostgreSQL do the rest; more only queues).
+IN_FLIGHT = 8
+
+T = TypeVar("T")
+
+
+async def _bounded(
+    items: Iterable[T], call: Callable[[T], Awaitable[None]], *, desc: str, total: int
+) -> None:
+    """``call`` each item, IN_FLIGHT at a time, with a progress bar."""
+    queue = iter(items)
+
+    with tqdm(total=total, unit="req", desc=desc, disable=None) as bar:
+
+        async def lane() -> None:
+            for item in queue:  # the lanes share one iterator: each item goes once
+                await call(item)
+                bar.update(1)
+
+        await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
+
+
+async def _link(client: httpx.AsyncClient, wave: Wave) -> int:
+    """Make the wave's links; a worker whose link is refused (a code already bound to
+    someone else) is named by ID number instead. The number refused."""
+    refused: set[str] = set()
+
+    async def one(link: dict[str, str]) -> None:
+        response = await client.post("/v1/links", json=link)
+        if response.status_code == 409:
+            refused.add(link["id_number"])
+            return
+        response.raise_for_status()
+
+    await _bounded(wave.links, one, desc="links made", total=len(wave.links))
+    wave.by_id_number_only(refused)
+    return len(refused)
+
+
+async def _post_batches(
+    client: httpx.AsyncClient, path: str, key: str, items: list[dict[str, Any]], size: int
+) -> int:
+    """POST ``items`` in bodies of ``size``; the number rejected."""
+    rejected = 0
+    with tqdm(total=len(items), unit=key[:-1], desc=f"{key} sent", disable=None) as bar:
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            response = await client.post(path, json={key: chunk})
+            response.raise_for_status()
+            rejected += sum(r["status"] == "rejected" for r in response.json()["results"])
+            bar.update(len(chunk))
+    return rejected
+
+
+async def _no_shows(client: httpx.AsyncClient, trip_ids: list[str]) -> dict[str, set[str]]:
+    """Each trip's ``no_show`` as the API lists it."""
+    found: dict[str, set[str]] = {}
+
+    async def one(trip_id: str) -> None:
+        response = await client.get(f"/v1/trips/{trip_id}")
+        response.raise_for_status()
+        if response.json()["no_show"]:
+            found[trip_id] = set(response.json()["no_show"])
+
+    await _bounded(trip_ids, one, desc="trips read", total=len(trip_ids))
+    return found
 
 
 async def feed_and_summarise(
@@ -36,70 +105,102 @@ async def feed_and_summarise(
     settle_timeout_s: float = 600.0,
     seed: int = 2020,
 ) -> bool:
-    """Post the wave's manifest and scans, wait until every scan is applied, print a summary.
+    """Post the wave's manifest, links, platform colours and scans, wait until every scan
+    and colour is applied, print a summary.
 
-    Returns whether every loop ended as the pure domain says it should.
+    Returns whether every loop (and every trip's no-shows) ended as the pure domain
+    says it should.
     """
-    wave = build_wave(size, now=now, rules=rules_from(settings), seed=seed)
+    wave = build_wave(
+        size,
+        now=now,
+        rules=rules_from(settings),
+        boarding_grace=timedelta(minutes=settings.boarding_grace_minutes),
+        seed=seed,
+    )
     headers = {"Authorization": f"Bearer {admin_token}"}
     trips = wave.manifest["trips"]
+    workers = wave.manifest["workers"]
     modes = Counter(trip["mode"] for trip in trips)
+    self_travel = [w for w in workers if w.get("travel") == "self"]
+    named = wave.named_by()
     print(
-        f"demo wave ({size}): {len(wave.manifest['workers'])} workers, "
-        f"{len(wave.manifest['enterprises'])} enterprises, {modes['bus']} buses, "
-        f"{modes['train']} trains, {modes['flight']} flights, {len(wave.scans)} scans "
-        f"(with duplicates and out-of-order delivery)",
+        f"demo wave ({size}): {len(workers)} workers ({len(self_travel)} driving back on "
+        f"their own), {len(wave.manifest['enterprises'])} enterprises in "
+        f"{len({e['district'] for e in wave.manifest['enterprises']})} districts, "
+        f"{modes['bus']} buses, {modes['train']} trains, {modes['flight']} flights\n"
+        f"  {len(wave.links)} workers' codes linked first, {len(wave.updates)} platform "
+        f"colours, {len(wave.scans)} scans naming the worker by health code "
+        f"{named['health_code']}, social-security card {named['ssc_card']}, ID number "
+        f"{named['id_number']} (with duplicates and out-of-order delivery)",
         flush=True,
     )
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as client:
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    async with httpx.AsyncClient(
+        base_url=api_url, headers=headers, timeout=60, limits=limits
+    ) as client:
         response = await client.post("/v1/manifests", json=wave.manifest)
         response.raise_for_status()
-        rejected = 0
-        with tqdm(total=len(wave.scans), unit="scan", desc="scans sent", disable=None) as bar:
-            for start in range(0, len(wave.scans), BATCH):
-                chunk = wave.scans[start : start + BATCH]
-                response = await client.post("/v1/scans", json={"scans": chunk})
-                response.raise_for_status()
-                rejected += sum(r["status"] == "rejected" for r in response.json()["results"])
-                bar.update(len(chunk))
-    sent_after = time.monotonic() - started
-    pseudonymiser = Pseudonymiser(worker_ref_key)
-    refs = [pseudonymiser.worker_ref(id_number) for id_number in wave.id_numbers]
-    unique_scans = len({scan["scan_id"] for scan in wave.scans})
-    pool = await create_pool(database_url, max_size=2)
-    try:
-        deadline = time.monotonic() + settle_timeout_s
-        with tqdm(total=unique_scans, unit="scan", desc="scans applied", disable=None) as bar:
-            while True:
-                applied = await pool.fetchval(
-                    "SELECT count(*) FROM applied_scans WHERE worker_ref = ANY($1::text[])", refs
-                )
-                bar.update(applied - bar.n)
-                if applied >= unique_scans:
-                    break
-                if time.monotonic() > deadline or not alive():
-                    print("the tracker stopped or did not finish in time", flush=True)
-                    return False
-                await asyncio.sleep(0.5)
-        rows = await pool.fetch(
-            """
-            SELECT coalesce(s.status, 'open') AS status, count(*) AS n
-            FROM workers w LEFT JOIN loop_state s USING (worker_ref)
-            WHERE w.worker_ref = ANY($1::text[]) GROUP BY 1
-            """,
-            refs,
+        refused = await _link(client, wave)
+        linked_after = time.monotonic() - started
+        rejected = await _post_batches(
+            client, "/v1/healthcode/updates", "updates", wave.updates, UPDATES_BATCH
         )
-        alert_rows = await pool.fetch(
-            "SELECT kind, count(*) AS n FROM alerts WHERE open AND worker_ref = ANY($1::text[]) "
-            "GROUP BY 1",
-            refs,
+        rejected += await _post_batches(client, "/v1/scans", "scans", wave.scans, BATCH)
+        sent_after = time.monotonic() - started
+        pseudonymiser = Pseudonymiser(worker_ref_key)
+        ref_of = {number: pseudonymiser.worker_ref(number) for number in wave.id_numbers}
+        refs = list(ref_of.values())
+        unique_scans = len({scan["scan_id"] for scan in wave.scans})
+        unique_updates = len(
+            {
+                (wave.id_number_of(u), datetime.fromisoformat(u["as_of"]), u["health_code"])
+                for u in wave.updates
+            }
         )
-    finally:
-        await pool.close()
-    settled_after = time.monotonic() - started
+        pool = await create_pool(database_url, max_size=2)
+        try:
+            deadline = time.monotonic() + settle_timeout_s
+            expected_total = unique_scans + unique_updates
+            with tqdm(total=expected_total, unit="event", desc="applied", disable=None) as bar:
+                while True:
+                    applied = await pool.fetchval(
+                        "SELECT (SELECT count(*) FROM applied_scans "
+                        "        WHERE worker_ref = ANY($1::text[])) "
+                        "     + (SELECT count(*) FROM health_code_updates "
+                        "        WHERE worker_ref = ANY($1::text[]))",
+                        refs,
+                    )
+                    bar.update(applied - bar.n)
+                    if applied >= expected_total:
+                        break
+                    if time.monotonic() > deadline or not alive():
+                        print("the tracker stopped or did not finish in time", flush=True)
+                        return False
+                    await asyncio.sleep(0.5)
+            rows = await pool.fetch(
+                """
+                SELECT coalesce(s.status, 'open') AS status, count(*) AS n
+                FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+                WHERE w.worker_ref = ANY($1::text[]) GROUP BY 1
+                """,
+                refs,
+            )
+            alert_rows = await pool.fetch(
+                "SELECT kind, count(*) AS n FROM alerts "
+                "WHERE open AND worker_ref = ANY($1::text[]) GROUP BY 1",
+                refs,
+            )
+        finally:
+            await pool.close()
+        settled_after = time.monotonic() - started
+        no_shows = await _no_shows(client, [trip["trip_id"] for trip in trips])
+    if refused:
+        print(f"{refused} links refused (a code bound to someone else): named by ID number")
     print(
-        f"sent {len(wave.scans)} scans in {sent_after:.1f} s; every one applied after "
+        f"linked after {linked_after:.1f} s, sent every colour and scan after "
+        f"{sent_after:.1f} s; every one applied after "
         f"{settled_after:.1f} s ({unique_scans / settled_after:,.0f} unique scans/s end to end)"
     )
     seen = {row["status"]: row["n"] for row in rows}
@@ -117,7 +218,15 @@ async def feed_and_summarise(
         "open alerts  "
         + ", ".join(f"{kind}: {count}" for kind, count in sorted(open_alerts.items()))
     )
+    predicted = {
+        trip_id: {ref_of[number] for number in numbers}
+        for trip_id, numbers in wave.expected["no_show"].items()
+    }
+    print(
+        f"no-shows  {sum(map(len, no_shows.values()))} on {len(no_shows)} trips "
+        f"(expected {sum(map(len, predicted.values()))} on {len(predicted)} trips)"
+    )
     ok = all(seen.get(s, 0) == expected.get(s, 0) for s in SUMMARY_ORDER)
-    ok = ok and open_alerts == wave.expected["open_alerts"]
+    ok = ok and open_alerts == wave.expected["open_alerts"] and no_shows == predicted
     print("every loop ended as expected" if ok else "MISMATCH: see the counts above", flush=True)
     return ok

@@ -84,7 +84,7 @@ def test_up_with_the_demo_prints_the_ready_line_and_a_summary_that_matches(
     assert process.returncode == 0, output + errors
     ready = [line for line in output.splitlines() if line.startswith("returnloop is ready: ")]
     assert ready and f"http://127.0.0.1:{port}" in ready[0]
-    assert "loops    closed: 293 (expected 293)" in output
+    assert "loops    closed: 289 (expected 289)" in output
     assert "every loop ended as expected" in output
     _assert_a_quiet_console(output, errors, tmp_path)
     assert _port_is_closed(port)
