@@ -183,6 +183,10 @@ function describe(scan, who) {
   return `${who ?? whoOf(scan)} · ${zh} ${en}${extra}`;
 }
 
+function overrideNote(scan) {
+  return scan.override_reason ? `强制登记理由 Override: ${scan.override_reason}` : null;
+}
+
 function loopLine(view) {
   return `闭环 Loop: ${view.stage} · ${view.status}`;
 }
@@ -234,7 +238,7 @@ function enqueue(scan, who) {
   const scans = queue();
   scans.push(scan);
   saveQueue(scans);
-  remember({ id: scan.scan_id, time: clock(), status: "queued", what: describe(scan, who) });
+  remember({ id: scan.scan_id, time: clock(), status: "queued", what: describe(scan, who), reason: overrideNote(scan) });
   banner("queued", "queued", "已暂存 QUEUED", "offline", {
     who: describe(scan, who),
     note: `网络恢复后自动上传（共 ${scans.length} 条）Sent when the network returns (${scans.length} waiting)`,
@@ -254,7 +258,7 @@ async function flush() {
     const problems = [];
     answer.results.forEach((entry, index) => {
       const scan = batch[index];
-      const reason = entry.status === "rejected" ? scanReason(entry).filter(Boolean).join(" · ") : null;
+      const reason = entry.status === "rejected" ? scanReason(entry).filter(Boolean).join(" · ") : overrideNote(scan);
       if (entry.status === "accepted") accepted += 1;
       else problems.push([whoOf(scan), reason]);
       remember({ id: scan.scan_id, time: clock(), status: entry.status, what: describe(scan), reason });
@@ -423,7 +427,7 @@ async function record() {
   focusScan();
   const serial = ++shown;
   const who = found.who;
-  const overridden = scan.override_reason ? `强制登记理由 Override: ${scan.override_reason}` : null;
+  const overridden = overrideNote(scan);
   if (!navigator.onLine) {
     enqueue(scan, who);
     return;
@@ -656,7 +660,7 @@ else editShift();
 updateNetwork();
 saveQueue(queue());
 for (const scan of queue()) {
-  remember({ id: scan.scan_id, time: "", status: "queued", what: describe(scan) });
+  remember({ id: scan.scan_id, time: "", status: "queued", what: describe(scan), reason: overrideNote(scan) });
 }
 document.querySelectorAll('input[name="kind"]').forEach((radio) =>
   radio.addEventListener("change", kindChanged));
