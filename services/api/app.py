@@ -33,6 +33,7 @@ from services.api.routes import (
 )
 from shared.adapters.kafka.publisher import KafkaPublisher
 from shared.adapters.metrics import Metrics, replace_gauge_values
+from shared.adapters.postgres.bureau import BureauReads
 from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.pool import create_pool
@@ -47,12 +48,16 @@ from shared.settings import Settings, resolve_worker_ref_key, rules_from
 logger = logging.getLogger(__name__)
 
 DATABASE_GAUGES_REFRESH_S = 5.0
+# The district gauge's states, and its label for enterprises with no district.
+DISTRICT_STATES = ("expected", "checked_in", "held", "broken")
+NO_DISTRICT = "(none)"
 
 
 async def _refresh_gauges(context: ApiContext) -> None:
-    """Keep the gauges read from PostgreSQL (workers, open alerts, enterprises) current.
+    """Keep the gauges read from PostgreSQL (workers, open alerts, enterprises, districts)
+    current.
 
-    The enterprise gauge comes from the same roster query the API serves.
+    The enterprise and district gauges come from the same roster query the API serves.
     """
     metrics, read_model = context.metrics, context.read_model
     while True:
@@ -60,6 +65,7 @@ async def _refresh_gauges(context: ApiContext) -> None:
             workers = await read_model.workers_by_stage_status()
             open_alerts = await read_model.open_alerts_by_kind()
             rosters = await context.supervision.rosters()
+            districts = await context.supervision.districts()
             replace_gauge_values(
                 metrics.workers, {(stage, status): n for stage, status, n in workers}
             )
@@ -70,6 +76,14 @@ async def _refresh_gauges(context: ApiContext) -> None:
                     (roster["enterprise_id"], state): roster[state]
                     for roster in rosters
                     for state in ROSTER_STATES
+                },
+            )
+            replace_gauge_values(
+                metrics.district_workers,
+                {
+                    (district["district"] or NO_DISTRICT, state): district[state]
+                    for district in districts
+                    for state in DISTRICT_STATES
                 },
             )
         except Exception:
@@ -98,6 +112,7 @@ def bootstrap(
         metrics=metrics,
         rules=rules_from(settings),
         supervision=SupervisorReads(pool),
+        bureau=BureauReads(pool),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         settings=settings,
         id_cipher=id_cipher,

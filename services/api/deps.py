@@ -12,6 +12,7 @@ from services.api.auth import BOOTSTRAP_ACTOR, Principal, Role, TokenAuthority
 from services.api.errors import ApiError
 from services.api.limits import RateLimiter
 from shared.adapters.metrics import Metrics
+from shared.adapters.postgres.bureau import BureauReads
 from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.read_model import LoopReadModel
@@ -36,6 +37,7 @@ class ApiContext:
     rules: Rules
     links: LinkStore
     supervision: SupervisorReads
+    bureau: BureauReads
     rate_limiter: RateLimiter
     settings: Settings
     # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.

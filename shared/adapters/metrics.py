@@ -75,6 +75,13 @@ class Metrics:
             ["enterprise_id", "state"],
             registry=registry,
         )
+        self.district_workers = Gauge(
+            "returnloop_district_workers",
+            "Workers on the manifests of a district's enterprises, by state (expected, "
+            'checked_in, held, broken); district "(none)" sums enterprises without one.',
+            ["district", "state"],
+            registry=registry,
+        )
 
 
 def replace_gauge_values(gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:

@@ -11,6 +11,7 @@ from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from services.api.models import LoopView
+from services.api.scope import may_read_worker
 from services.api.workers_by_code import Code, find_worker
 from shared.contract import printable
 from shared.domain.gate import GateFacts, decide_gate
@@ -63,6 +64,10 @@ async def gate_decision(
     """May this worker check in at this enterprise? ``allow`` and every reason why not."""
     if principal.role is Role.GATE and body.enterprise_id != principal.enterprise_id:
         raise ApiError(403, "forbidden", "a gate decides for its own enterprise only")
+    if principal.district is not None and not await context.bureau.enterprise_visible(
+        body.enterprise_id, district=principal.district
+    ):
+        raise ApiError(403, "forbidden", "a district's supervisor decides for its district only")
     worker_ref = await find_worker(context, id_number=body.id_number, code=body.code)
     view = await context.read_model.loop_view(worker_ref) if worker_ref else None
     if view is None:
@@ -76,6 +81,6 @@ async def gate_decision(
         detail=f"{body.enterprise_id}: allow={decision.allow}",
     )
     shown = view
-    if principal.role is Role.GATE and view["enterprise_id"] != principal.enterprise_id:
+    if not await may_read_worker(context, principal, view):
         shown = _for_another_enterprise(view)
     return {"allow": decision.allow, "reasons": list(decision.reasons), "loop": shown}

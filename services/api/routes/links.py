@@ -12,6 +12,7 @@ from services.api.deps import ContextDep, PrincipalDep, require
 from services.api.errors import ApiError
 from services.api.models import LoopView, Timestamp
 from services.api.routes.workers import WORKER_REF
+from services.api.scope import may_read_worker
 from shared.adapters.postgres.links import CodeKey, LinkConflict
 from shared.contract import printable
 from shared.domain.vocabulary import HealthCode
@@ -192,9 +193,7 @@ async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep)
         raise ApiError(422, "invalid_code", "not the shape of a health-code id or card number")
     worker_ref = await context.links.resolve(keys)
     view = await context.read_model.loop_view(worker_ref) if worker_ref else None
-    if view is None or (
-        principal.role is Role.GATE and not principal.may_read_enterprise(view["enterprise_id"])
-    ):
+    if view is None or not await may_read_worker(context, principal, view):
         raise ApiError(404, "not_found", "no worker is linked to this code")
     await context.links.audit(
         actor=principal.actor, role=principal.role, action="resolve", worker_ref=worker_ref

@@ -1,9 +1,9 @@
-"""Supervisors' views: an enterprise's roster, a trip's table, the alert queue."""
+"""Supervisors' views: an enterprise's roster, who is not back and its daily tick-off, the
+districts, a trip's table, the alert queue; the lists also as CSV and XLSX."""
 
 from __future__ import annotations
 
-import unicodedata
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -12,9 +12,11 @@ from pydantic import AfterValidator, BaseModel, Field
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
+from services.api.exports import EXPORT_RESPONSES, ExportFormatDep, export
+from services.api.scope import may_read_enterprise, plausible
 from shared.adapters.postgres.supervision import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 from shared.contract import printable
-from shared.domain.vocabulary import AlertKind
+from shared.domain.vocabulary import AlertKind, Stage, Status, Travel
 
 router = APIRouter(tags=["supervision"])
 
@@ -23,13 +25,6 @@ Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.ADMIN))]
 Filter = Annotated[
     Annotated[str, AfterValidator(printable)] | None, Query(min_length=1, max_length=128)
 ]
-
-
-def _plausible(identifier: str) -> bool:
-    """Whether an id from a path could name anything (the manifest caps ids at 128)."""
-    return len(identifier) <= 128 and not any(
-        unicodedata.category(char) == "Cc" for char in identifier
-    )
 
 
 class RosterOut(BaseModel):
@@ -47,10 +42,60 @@ class RosterOut(BaseModel):
 
 class NamedRosterOut(RosterOut):
     name: str | None
+    district: str | None
+    open_positions: int | None
 
 
 class EnterprisesOut(BaseModel):
     enterprises: list[NamedRosterOut]
+
+
+class NotBackWorkerOut(BaseModel):
+    worker_ref: str
+    id_masked: str
+    name: str | None
+    trip_id: str | None
+    travel: Travel
+    stage: Stage
+    status: Status
+    open_alerts: list[AlertKind]
+
+
+class NotBackOut(BaseModel):
+    enterprise_id: str
+    as_of: str
+    count: int
+    workers: Annotated[
+        list[NotBackWorkerOut],
+        Field(description="everyone on the manifest not yet checked in here (应返未返), by name"),
+    ]
+
+
+class DayOut(BaseModel):
+    date: Annotated[str, Field(description="a calendar day in RETURNLOOP_TIMEZONE")]
+    expected: int
+    checked_in: Annotated[int, Field(description="on post by the end of the day")]
+    newly_checked_in: int
+    on_post_ratio: float
+
+
+class DailyOut(BaseModel):
+    enterprise_id: str
+    days: list[DayOut]
+
+
+class DistrictOut(BaseModel):
+    district: Annotated[str | None, Field(description="null: enterprises with no district")]
+    enterprises: int
+    expected: int
+    checked_in: int
+    on_post_ratio: float
+    held: int
+    broken: int
+
+
+class DistrictsOut(BaseModel):
+    districts: list[DistrictOut]
 
 
 class NamedWorkerOut(BaseModel):
@@ -126,19 +171,25 @@ class AcknowledgeIn(BaseModel):
     note: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_note_text)]
 
 
-@router.get("/enterprises", response_model=EnterprisesOut)
-async def list_enterprises(context: ContextDep, _: Supervisor) -> Any:
+@router.get("/enterprises", response_model=EnterprisesOut, responses=EXPORT_RESPONSES)
+async def list_enterprises(
+    context: ContextDep, principal: Supervisor, format: ExportFormatDep
+) -> Any:
     """Every enterprise's roster, one table for all (supervisors' overview)."""
-    return {"enterprises": await context.supervision.rosters()}
+    rosters = await context.supervision.rosters(district=principal.district)
+    if format != "json":
+        return export(rosters, NamedRosterOut, format=format, name="enterprises")
+    return {"enterprises": rosters}
 
 
 @router.get("/enterprises/{enterprise_id}/roster", response_model=RosterOut)
 async def get_roster(enterprise_id: str, context: ContextDep, principal: Reader) -> Any:
     """One enterprise's roster: expected, departed, in transit, arrived, on post, held, broken."""
-    # A gate sees only its own enterprise; others are "not found" to it.
+    # A gate sees only its own enterprise, a district's supervisor its district's; others
+    # are "not found" to them.
     roster = (
-        await context.supervision.roster(enterprise_id)
-        if _plausible(enterprise_id) and principal.may_read_enterprise(enterprise_id)
+        await context.supervision.roster(enterprise_id, district=principal.district)
+        if plausible(enterprise_id) and principal.may_read_enterprise(enterprise_id)
         else None
     )
     if roster is None:
@@ -146,19 +197,70 @@ async def get_roster(enterprise_id: str, context: ContextDep, principal: Reader)
     return roster
 
 
-@router.get("/trips", response_model=TripsOut)
-async def list_trips(context: ContextDep, _: Supervisor, with_missing_only: bool = False) -> Any:
+@router.get(
+    "/enterprises/{enterprise_id}/not_back",
+    response_model=NotBackOut,
+    responses=EXPORT_RESPONSES,
+)
+async def get_not_back(
+    enterprise_id: str, context: ContextDep, principal: Reader, format: ExportFormatDep
+) -> Any:
+    """Who is on the enterprise's manifest and not yet checked in there (应返未返), by name."""
+    if not await may_read_enterprise(context, principal, enterprise_id):
+        raise ApiError(404, "not_found", "no such enterprise")
+    as_of = datetime.now(UTC).isoformat()
+    workers = context.bureau.not_back(enterprise_id)
+    if format != "json":
+        return export(workers, NotBackWorkerOut, format=format, name=f"not_back-{enterprise_id}")
+    listed = [worker async for worker in workers]
+    return {"enterprise_id": enterprise_id, "as_of": as_of, "count": len(listed), "workers": listed}
+
+
+@router.get("/enterprises/{enterprise_id}/daily", response_model=DailyOut)
+async def get_daily(enterprise_id: str, context: ContextDep, principal: Reader) -> Any:
+    """The enterprise's progress day by day (RETURNLOOP_TIMEZONE) toward 100 % on post."""
+    if not await may_read_enterprise(context, principal, enterprise_id):
+        raise ApiError(404, "not_found", "no such enterprise")
+    days = await context.bureau.daily(
+        enterprise_id, zone=context.settings.zone, now=datetime.now(UTC)
+    )
+    return {"enterprise_id": enterprise_id, "days": days}
+
+
+@router.get("/districts", response_model=DistrictsOut, responses=EXPORT_RESPONSES)
+async def list_districts(
+    context: ContextDep, principal: Supervisor, format: ExportFormatDep
+) -> Any:
+    """The enterprises' rosters summed per district (county or district)."""
+    districts = await context.supervision.districts(district=principal.district)
+    if format != "json":
+        return export(districts, DistrictOut, format=format, name="districts")
+    return {"districts": districts}
+
+
+@router.get("/trips", response_model=TripsOut, responses=EXPORT_RESPONSES)
+async def list_trips(
+    context: ContextDep,
+    principal: Supervisor,
+    format: ExportFormatDep,
+    with_missing_only: bool = False,
+) -> Any:
     """Every trip's counts, soonest ``eta`` first; optionally only those with workers missing."""
-    return {"trips": await context.supervision.trips(with_missing_only=with_missing_only)}
+    trips = await context.supervision.trips(
+        with_missing_only=with_missing_only, district=principal.district
+    )
+    if format != "json":
+        return export(trips, TripSummaryOut, format=format, name="trips")
+    return {"trips": trips}
 
 
 @router.get("/trips/{trip_id}", response_model=TripOut)
-async def get_trip(trip_id: str, context: ContextDep, _: Supervisor) -> Any:
+async def get_trip(trip_id: str, context: ContextDep, principal: Supervisor) -> Any:
     """One trip's table: manifest, boarded, arrived, who is missing, who is not on the manifest."""
     grace = timedelta(minutes=context.settings.boarding_grace_minutes)
     trip = (
-        await context.supervision.trip(trip_id, boarding_grace=grace)
-        if _plausible(trip_id)
+        await context.supervision.trip(trip_id, boarding_grace=grace, district=principal.district)
+        if plausible(trip_id)
         else None
     )
     if trip is None:
@@ -166,10 +268,11 @@ async def get_trip(trip_id: str, context: ContextDep, _: Supervisor) -> Any:
     return trip
 
 
-@router.get("/alerts", response_model=AlertPageOut)
+@router.get("/alerts", response_model=AlertPageOut, responses=EXPORT_RESPONSES)
 async def list_alerts(
     context: ContextDep,
     principal: Reader,
+    format: ExportFormatDep,
     status: Literal["open", "closed", "all"] = "open",
     kind: AlertKind | None = None,
     enterprise_id: Filter = None,
@@ -177,20 +280,25 @@ async def list_alerts(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> Any:
-    """A page of alerts, newest first; pass ``next_cursor`` back as ``cursor`` for the next."""
+    """A page of alerts, newest first; pass ``next_cursor`` back as ``cursor`` for the next.
+    As CSV or XLSX: every alert the filters admit (no pages)."""
     if principal.role is Role.GATE:
         if principal.enterprise_id is None or enterprise_id not in (None, principal.enterprise_id):
             raise ApiError(403, "forbidden", "a gate reads only its own enterprise's alerts")
         enterprise_id = principal.enterprise_id
-    try:
-        return await context.supervision.alerts(
-            status=status,
-            kind=kind,
-            enterprise_id=enterprise_id,
-            trip_id=trip_id,
-            cursor=cursor,
-            limit=limit,
+    filters = {
+        "status": status,
+        "kind": kind,
+        "enterprise_id": enterprise_id,
+        "trip_id": trip_id,
+        "district": principal.district,
+    }
+    if format != "json":
+        return export(
+            context.supervision.all_alerts(**filters), AlertOut, format=format, name="alerts"
         )
+    try:
+        return await context.supervision.alerts(**filters, cursor=cursor, limit=limit)
     except InvalidCursor as problem:
         raise ApiError(400, "invalid_cursor", str(problem)) from None
 
@@ -203,7 +311,9 @@ async def acknowledge_alert(
     principal: Supervisor,
 ) -> Any:
     """Acknowledge an alert: who, when and how it was handled (it stays open until resolved)."""
-    alert = await context.supervision.acknowledge(alert_id, principal.actor, body.note)
+    alert = await context.supervision.acknowledge(
+        alert_id, principal.actor, body.note, district=principal.district
+    )
     if alert is None:
         raise ApiError(404, "not_found", "no such alert")
     return alert

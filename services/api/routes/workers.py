@@ -12,6 +12,7 @@ from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, PrincipalDep, require
 from services.api.errors import ApiError
 from services.api.models import LoopView
+from services.api.scope import may_read_worker
 from shared.contract import printable
 from shared.id_encryption import IdNumberUnreadable
 from shared.identity import InvalidIdNumber, normalise_id_number
@@ -35,10 +36,9 @@ async def _view_for(context: ContextDep, principal: Principal, worker_ref: str) 
     ):
         raise ApiError(403, "forbidden", "this role may not read workers")
     view = await context.read_model.loop_view(worker_ref)
-    # A gate sees only its own enterprise's workers; others' are "not found" to it.
-    if view is None or (
-        principal.role is Role.GATE and not principal.may_read_enterprise(view["enterprise_id"])
-    ):
+    # A gate sees only its own enterprise's workers, a district's supervisor its district's;
+    # others' are "not found" to them.
+    if view is None or not await may_read_worker(context, principal, view):
         raise ApiError(404, "not_found", "no such worker")
     return view
 
