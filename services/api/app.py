@@ -20,12 +20,14 @@ from services.api.limits import BodySizeLimit, RateLimiter
 from services.api.observe import ObserveLatency
 from services.api.routes import (
     decisions,
+    dispositions,
     gate,
     health,
     healthcode,
     links,
     manifests,
     scans,
+    subsidies,
     supervision,
     tokens,
     ui,
@@ -38,6 +40,7 @@ from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.pool import create_pool
 from shared.adapters.postgres.read_model import LoopReadModel
+from shared.adapters.postgres.subsidies import SubsidyLoops
 from shared.adapters.postgres.supervision import ROSTER_STATES, SupervisorReads
 from shared.adapters.postgres.tokens import TokenStore
 from shared.id_encryption import IdNumberCipher
@@ -49,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 DATABASE_GAUGES_REFRESH_S = 5.0
 # The district gauge's states, and its label for enterprises with no district.
-DISTRICT_STATES = ("expected", "checked_in", "held", "broken")
+DISTRICT_STATES = ("expected", "checked_in", "held", "broken", "withdrawn")
 NO_DISTRICT = "(none)"
 
 
@@ -113,6 +116,7 @@ def bootstrap(
         rules=rules_from(settings),
         supervision=SupervisorReads(pool),
         bureau=BureauReads(pool),
+        subsidy_loops=SubsidyLoops(pool),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         settings=settings,
         id_cipher=id_cipher,
@@ -191,6 +195,8 @@ def create_app(
         links,
         gate,
         supervision,
+        dispositions,
+        subsidies,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

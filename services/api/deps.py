@@ -16,6 +16,7 @@ from shared.adapters.postgres.bureau import BureauReads
 from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.read_model import LoopReadModel
+from shared.adapters.postgres.subsidies import SubsidyLoops
 from shared.adapters.postgres.supervision import SupervisorReads
 from shared.domain.model import Rules
 from shared.id_encryption import IdNumberCipher
@@ -38,6 +39,7 @@ class ApiContext:
     links: LinkStore
     supervision: SupervisorReads
     bureau: BureauReads
+    subsidy_loops: SubsidyLoops
     rate_limiter: RateLimiter
     settings: Settings
     # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.

@@ -36,6 +36,7 @@ class RosterOut(BaseModel):
     checked_in: int
     held: int
     broken: int
+    withdrawn: Annotated[int, Field(description="will not return this wave (a disposition)")]
     on_post_ratio: float
     shortage: int
 
@@ -92,6 +93,7 @@ class DistrictOut(BaseModel):
     on_post_ratio: float
     held: int
     broken: int
+    withdrawn: int
 
 
 class DistrictsOut(BaseModel):

@@ -21,7 +21,16 @@ import asyncpg
 from shared.domain.vocabulary import AlertKind
 
 # The roster's counts (PRODUCT.md, GET /v1/enterprises/{enterprise_id}/roster).
-ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")
+ROSTER_STATES = (
+    "expected",
+    "departed",
+    "in_transit",
+    "arrived",
+    "checked_in",
+    "held",
+    "broken",
+    "withdrawn",
+)
 
 AlertStatus = Literal["open", "closed", "all"]
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "closed", "all")
@@ -111,7 +120,8 @@ _ROSTERS = """
                    WHERE s.boarded_trip_id IS NOT NULL AND NOT s.arrived) AS in_transit,
                count(*) FILTER (WHERE s.arrived) AS arrived,
                count(*) FILTER (WHERE s.status = 'held') AS held,
-               count(*) FILTER (WHERE s.status = 'broken') AS broken
+               count(*) FILTER (WHERE s.status = 'broken') AS broken,
+               count(*) FILTER (WHERE s.status = 'withdrawn') AS withdrawn
         FROM workers w LEFT JOIN loop_state s USING (worker_ref)
         WHERE w.enterprise_id {match}
         GROUP BY w.enterprise_id
@@ -129,7 +139,7 @@ _ROSTERS = """
            coalesce(m.expected, 0) AS expected, coalesce(m.departed, 0) AS departed,
            coalesce(m.in_transit, 0) AS in_transit, coalesce(m.arrived, 0) AS arrived,
            coalesce(m.held, 0) AS held, coalesce(m.broken, 0) AS broken,
-           coalesce(p.checked_in, 0) AS checked_in
+           coalesce(m.withdrawn, 0) AS withdrawn, coalesce(p.checked_in, 0) AS checked_in
     FROM listed l
     LEFT JOIN enterprises e USING (enterprise_id)
     LEFT JOIN manifest m USING (enterprise_id)
@@ -152,6 +162,7 @@ def _roster(row: asyncpg.Record) -> dict[str, Any]:
         "checked_in": checked_in,
         "held": row["held"],
         "broken": row["broken"],
+        "withdrawn": row["withdrawn"],
         "on_post_ratio": checked_in / expected if expected else 0.0,
         "shortage": row["shortage"],
         "district": row["district"],
@@ -264,7 +275,8 @@ class SupervisorReads:
             f"""
             SELECT r.district, count(*) AS enterprises,
                    sum(r.expected)::bigint AS expected, sum(r.checked_in)::bigint AS checked_in,
-                   sum(r.held)::bigint AS held, sum(r.broken)::bigint AS broken
+                   sum(r.held)::bigint AS held, sum(r.broken)::bigint AS broken,
+                   sum(r.withdrawn)::bigint AS withdrawn
             FROM ({_ROSTERS.format(match="IS NOT NULL", scope=scope)}) r
             GROUP BY r.district
             ORDER BY r.district NULLS LAST
@@ -280,6 +292,7 @@ class SupervisorReads:
                 "on_post_ratio": row["checked_in"] / row["expected"] if row["expected"] else 0.0,
                 "held": row["held"],
                 "broken": row["broken"],
+                "withdrawn": row["withdrawn"],
             }
             for row in rows
         ]
