@@ -196,9 +196,10 @@ def _csv_encoding(file: IO[bytes], declared: str | None) -> str:
     decodes, else GB18030 (what Excel on a Chinese Windows saves "CSV" in)."""
     if declared:
         try:
-            return codecs.lookup(declared).name
+            name = codecs.lookup(declared).name
         except LookupError:
             raise UnreadableSheet(f"unknown charset {declared!r}") from None
+        return "utf-8-sig" if name == "utf-8" else name  # a BOM is no part of the header
     decoder = codecs.getincrementaldecoder("utf-8")()
     file.seek(0)
     try:
@@ -250,7 +251,7 @@ def open_sheet(
     rows = _csv_rows(file, charset) if format == "csv" else _xlsx_rows(file)
     header: list[str] = []
     for row in rows:
-        header = [str(name).strip().lower() if name is not None else "" for name in row]
+        header = [str(name).strip("\ufeff \t").lower() if name is not None else "" for name in row]
         if any(header):
             break
     if not any(header):

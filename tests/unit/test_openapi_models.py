@@ -40,6 +40,8 @@ CHECKPOINT_FIELDS = {"at", "passed", "station"}
 ALERT_FIELDS = {"kind", "raised_at", "open", "closed_at"}
 # JSON operations outside /v1 (/metrics is Prometheus text; the pages are HTML).
 UNVERSIONED_JSON = {"/healthz", "/readyz"}
+# Operations under /v1 that answer a file, never JSON (the manifest template: CSV or XLSX).
+FILES_ONLY = {"GET /v1/manifests/template"}
 
 
 def _openapi() -> dict[str, Any]:
@@ -55,6 +57,7 @@ JSON_OPERATIONS = sorted(
     for path, operations in SPEC["paths"].items()
     if path.startswith("/v1/") or path in UNVERSIONED_JSON
     for method in operations
+    if f"{method.upper()} {path}" not in FILES_ONLY
 )
 
 

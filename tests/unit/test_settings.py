@@ -187,3 +187,16 @@ def test_a_configured_key_wins_over_the_embedded_key_file(tmp_path):
 
     assert key == REAL_KEY.encode()
     assert not any(Path(tmp_path).iterdir())
+
+
+def test_the_daily_tick_off_counts_days_in_asia_shanghai_unless_told_otherwise(monkeypatch):
+    assert Settings().timezone == "Asia/Shanghai"
+    monkeypatch.setenv("RETURNLOOP_TIMEZONE", "UTC")
+    assert str(Settings().zone) == "UTC"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "../etc/passwd", ""])
+def test_a_time_zone_that_is_not_an_iana_name_is_refused(monkeypatch, zone):
+    monkeypatch.setenv("RETURNLOOP_TIMEZONE", zone)
+    with pytest.raises(ValidationError, match=r"RETURNLOOP_TIMEZONE|timezone"):
+        Settings()

@@ -1,24 +1,46 @@
-"""Manifests: enterprises, trips and the workers expected on them (admin)."""
+"""Manifests: enterprises, trips and the workers expected on them (admin, integrator); the
+workers also as a spreadsheet: an empty template, and an import answered row by row."""
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel, Field
 
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
-from shared.contract import aware_in_range, printable
-from shared.domain.vocabulary import Travel
+from shared.adapters.spreadsheets import (
+    CSV_MEDIA_TYPE,
+    MEDIA_TYPES,
+    XLSX_MEDIA_TYPE,
+    SheetFormat,
+    UnreadableSheet,
+    attachment,
+    open_sheet,
+    row_batches,
+    template,
+)
+from shared.contract import ManifestName as Name
+from shared.contract import ManifestText as Text
+from shared.contract import Moment, WorkerIn
 from shared.identity import InvalidIdNumber, mask_id_number, normalise_id_number
+from shared.service_layer.manifest_import import (
+    WORKER_COLUMNS,
+    Identity,
+    MissingColumns,
+    check_header,
+    import_worker_rows,
+)
 
 router = APIRouter(tags=["manifests"])
 
-Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)]
-Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(printable)]
-Moment = Annotated[AwareDatetime, AfterValidator(aware_in_range)]
+Importer = Annotated[Principal, Depends(require(Role.ADMIN, Role.INTEGRATOR))]
+# An upload is kept in memory up to this size, on disk beyond it (and read from there once).
+SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 
 
 def _last_wins(items: list[Any], key: str) -> list[Any]:
@@ -43,22 +65,6 @@ class TripIn(BaseModel):
     eta: Moment
 
 
-class WorkerIn(BaseModel):
-    id_number: str
-    name: Name
-    enterprise_id: Text | None = None
-    trip_id: Text | None = None
-    travel: Travel = Travel.ORGANISED
-    # For a self-arranged journey: when the worker should reach the arrival recheck.
-    expected_arrival: Moment | None = None
-
-    @model_validator(mode="after")
-    def _self_travel_has_no_trip(self) -> WorkerIn:
-        if self.travel is Travel.SELF and self.trip_id is not None:
-            raise ValueError("a worker travelling on their own (travel: self) has no trip_id")
-        return self
-
-
 class ManifestIn(BaseModel):
     enterprises: Annotated[list[EnterpriseIn], Field(max_length=10_000)] = []
     trips: Annotated[list[TripIn], Field(max_length=10_000)] = []
@@ -75,7 +81,7 @@ class ManifestOut(BaseModel):
 async def post_manifests(
     body: ManifestIn,
     context: ContextDep,
-    _: Annotated[Principal, Depends(require(Role.ADMIN, Role.INTEGRATOR))],
+    _: Importer,
 ) -> Any:
     """Upsert enterprises, trips and workers; the ID numbers are pseudonymised here."""
     workers = []
@@ -104,3 +110,116 @@ async def post_manifests(
         list({worker["worker_ref"]: worker for worker in workers}.values()),
     )
     return {"enterprises": len(body.enterprises), "trips": len(body.trips), "workers": len(workers)}
+
+
+class ImportedRowOut(BaseModel):
+    row: Annotated[int, Field(description="the data row, counted from 1 below the header")]
+    status: Literal["imported", "rejected"]
+    reason: str | None = None
+    column: Annotated[str | None, Field(description="the column at fault")] = None
+    message: Annotated[str | None, Field(description="names the row and the column")] = None
+
+
+class ImportOut(BaseModel):
+    imported: int
+    rejected: int
+    rows: list[ImportedRowOut]
+
+
+@router.get(
+    "/manifests/template",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "an empty workers sheet: the header row the import reads",
+            "content": {
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def manifest_template(_: Importer, format: SheetFormat = "csv") -> Response:
+    """An empty workers sheet (CSV or XLSX) with the columns POST /v1/manifests/import reads."""
+    media_type = MEDIA_TYPES[format] + ("; charset=utf-8" if format == "csv" else "")
+    return Response(
+        template(format, WORKER_COLUMNS, title="workers"),
+        media_type=media_type,
+        headers={"Content-Disposition": attachment(f"manifest-workers-template.{format}")},
+    )
+
+
+def _sheet_format(content_type: str | None) -> tuple[SheetFormat, str | None]:
+    media_type, _, parameters = (content_type or "").partition(";")
+    formats = {value: key for key, value in MEDIA_TYPES.items()}
+    format = formats.get(media_type.strip().lower())
+    if format is None:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the file as {CSV_MEDIA_TYPE} or {XLSX_MEDIA_TYPE}",
+        )
+    charset = None
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    return format, charset
+
+
+@router.post(
+    "/manifests/import",
+    response_model=ImportOut,
+    response_model_exclude_none=True,
+    responses={415: {"description": "The body is neither CSV nor XLSX"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def import_manifest(
+    request: Request,
+    context: ContextDep,
+    _: Importer,
+    content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
+    """Import a workers sheet (the template's columns) as CSV or XLSX; every row answered,
+    good rows imported even when others are refused."""
+    format, charset = _sheet_format(content_type)
+
+    def identify(id_number: str) -> Identity:
+        return Identity(
+            worker_ref=context.pseudonymiser.worker_ref(id_number),
+            id_masked=mask_id_number(id_number),
+            id_number_encrypted=context.id_cipher.encrypt(id_number) if context.id_cipher else None,
+        )
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as upload:
+        async for chunk in request.stream():
+            upload.write(chunk)
+        if not upload.tell():
+            raise ApiError(422, "empty_file", "the body is empty: send the sheet's file")
+        upload.seek(0)
+        try:
+            header, rows = await asyncio.to_thread(open_sheet, upload, format, charset=charset)
+            check_header(header)
+            report = await import_worker_rows(
+                row_batches(rows),
+                store=context.manifests,
+                identify=identify,
+                zone=context.settings.zone,
+            )
+        except UnreadableSheet as problem:
+            raise ApiError(422, "unreadable_file", str(problem)) from None
+        except MissingColumns as problem:
+            raise ApiError(422, "missing_columns", str(problem)) from None
+    return {
+        "imported": report.imported,
+        "rejected": report.rejected,
+        "rows": [row.as_dict() for row in report.rows],
+    }
