@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from services.api.auth import Principal, Role
-from services.api.deps import ContextDep, PrincipalDep, require
+from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from services.api.models import LoopView, Timestamp
 from services.api.routes.workers import WORKER_REF
@@ -42,6 +42,13 @@ class LinkIn(BaseModel):
 class UnlinkIn(BaseModel):
     code: ShownCode
     reason: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(printable)]
+
+
+# Those who read a worker's loop (as GET /v1/workers/{worker_ref}); an integrator reads no one.
+WorkerReader = Annotated[
+    Principal,
+    Depends(require(Role.RECRUITER, Role.HEALTH_STATION, Role.GATE, Role.SUPERVISOR, Role.ADMIN)),
+]
 
 
 class ResolveIn(BaseModel):
@@ -186,7 +193,7 @@ async def unlink(
 
 
 @router.post("/links/resolve", response_model=ResolveOut)
-async def resolve(body: ResolveIn, context: ContextDep, principal: PrincipalDep) -> Any:
+async def resolve(body: ResolveIn, context: ContextDep, principal: WorkerReader) -> Any:
     """A health-code id or card number → the worker, their colour and their loop."""
     keys = context.links.keys_for(body.code)
     if not keys:
