@@ -21,7 +21,7 @@ from tests.support.servers import random_id_number, unique
 
 pytestmark = pytest.mark.e2e
 
-PRINCIPALS = ("none", "recruiter", "health_station", "gate", "supervisor", "admin")
+PRINCIPALS = ("none", "recruiter", "health_station", "gate", "supervisor", "integrator", "admin")
 ROLES = PRINCIPALS[1:]
 ACCEPTED, REJECTED = "accepted", "rejected"  # one scan's result in a 202 answer
 
@@ -131,10 +131,41 @@ def gate_decision(world: World, enterprise_id: str, **identifier: str) -> dict[s
     return {"url": "/v1/gate/decision", "json": {**identifier, "enterprise_id": enterprise_id}}
 
 
+def decision(world: World, kind: str, worker: Worker, enterprise_id: str) -> dict[str, Any]:
+    return {
+        "url": "/v1/decisions",
+        "json": {
+            "kind": kind,
+            "code": worker.health_code_id,
+            "trip_id": world.trip_id,
+            "enterprise_id": enterprise_id,
+        },
+    }
+
+
+def worker_sheet(world: World) -> dict[str, Any]:
+    sheet = (
+        "id_number,name,enterprise_id,trip_id,travel,expected_arrival\n"
+        f"{random_id_number()},矩阵导入,{world.own},,organised,\n"
+    )
+    return {
+        "url": "/v1/manifests/import",
+        "content": sheet.encode(),
+        "headers": {"Content-Type": "text/csv; charset=utf-8"},
+    }
+
+
+def colour_update(world: World, **worker: str) -> dict[str, Any]:
+    # Before the world's scans: it changes no state another row reads.
+    update = {**worker, "health_code": "green", "as_of": "2020-03-01T04:00:00+08:00"}
+    return {"url": "/v1/healthcode/updates", "json": {"updates": [update]}}
+
+
 # Gates read their own enterprise only; supervisors and admins read all; the
 # scanning roles read one worker's loop (the checkpoint shows it) but no lists.
-READ_A_WORKER = every_role()
-READ_ANOTHER_ENTERPRISES_WORKER = {**every_role(), "gate": 404}
+# An integrator feeds manifests and colours and reads no one.
+READ_A_WORKER = only("recruiter", "health_station", "gate", "supervisor", "admin")
+READ_ANOTHER_ENTERPRISES_WORKER = {**READ_A_WORKER, "gate": 404}
 
 ROWS: tuple[Row, ...] = (
     Row("POST", "/v1/scans", "departure_check", lambda w: scan(w, "departure_check", w.own_worker),
@@ -151,7 +182,31 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/v1/manifests", "an enterprise",
         lambda w: {"url": "/v1/manifests", "json": {"enterprises": [
             {"enterprise_id": unique("E"), "name": "矩阵厂", "shortage": 1}]}},
-        only("admin")),
+        only("admin", "integrator")),
+    Row("GET", "/v1/manifests/template", "as CSV", lambda w: {"url": "/v1/manifests/template"},
+        only("admin", "integrator")),
+    Row("POST", "/v1/manifests/import", "a CSV sheet of one worker", worker_sheet,
+        only("admin", "integrator")),
+    Row("POST", "/v1/healthcode/updates", "by ID number",
+        lambda w: colour_update(w, id_number=w.own_worker.id_number),
+        only("integrator", "admin", ok=202)),
+    Row("POST", "/v1/healthcode/updates", "by card number",
+        lambda w: colour_update(w, code=w.other_worker.ssc_card_no),
+        only("integrator", "admin", ok=202)),
+    Row("POST", "/v1/decisions", "departure_check",
+        lambda w: decision(w, "departure_check", w.own_worker, w.own), only("recruiter", "admin")),
+    Row("POST", "/v1/decisions", "boarding",
+        lambda w: decision(w, "boarding", w.own_worker, w.own), only("recruiter", "admin")),
+    Row("POST", "/v1/decisions", "arrival_check",
+        lambda w: decision(w, "arrival_check", w.own_worker, w.own),
+        only("health_station", "admin")),
+    Row("POST", "/v1/decisions", "checkin at the gate's enterprise",
+        lambda w: decision(w, "checkin", w.own_worker, w.own), only("gate", "admin")),
+    # Answered (allow: false, the loop's details withheld) so the gate can turn them away.
+    Row("POST", "/v1/decisions", "checkin of another enterprise's worker at the gate's",
+        lambda w: decision(w, "checkin", w.other_worker, w.own), only("gate", "admin")),
+    Row("POST", "/v1/decisions", "checkin at another enterprise",
+        lambda w: decision(w, "checkin", w.other_worker, w.other), only("admin")),
     Row("POST", "/v1/workers/lookup", "own enterprise's worker",
         lambda w: {"url": "/v1/workers/lookup", "json": {"id_number": w.own_worker.id_number}},
         READ_A_WORKER),
@@ -206,6 +261,29 @@ ROWS: tuple[Row, ...] = (
     Row("GET", "/v1/enterprises/{enterprise_id}/roster", "another enterprise",
         lambda w: {"url": f"/v1/enterprises/{w.other}/roster"},
         {**only("gate", "supervisor", "admin"), "gate": 404}),
+    Row("GET", "/v1/enterprises/{enterprise_id}/not_back", "the gate's enterprise",
+        lambda w: {"url": f"/v1/enterprises/{w.own}/not_back"},
+        only("gate", "supervisor", "admin")),
+    Row("GET", "/v1/enterprises/{enterprise_id}/not_back", "another enterprise",
+        lambda w: {"url": f"/v1/enterprises/{w.other}/not_back"},
+        {**only("gate", "supervisor", "admin"), "gate": 404}),
+    Row("GET", "/v1/enterprises/{enterprise_id}/daily", "the gate's enterprise",
+        lambda w: {"url": f"/v1/enterprises/{w.own}/daily"},
+        only("gate", "supervisor", "admin")),
+    Row("GET", "/v1/enterprises/{enterprise_id}/daily", "another enterprise",
+        lambda w: {"url": f"/v1/enterprises/{w.other}/daily"},
+        {**only("gate", "supervisor", "admin"), "gate": 404}),
+    Row("GET", "/v1/districts", "all", lambda w: {"url": "/v1/districts"},
+        only("supervisor", "admin")),
+    Row("GET", "/v1/subsidies", "no filter", lambda w: {"url": "/v1/subsidies"},
+        only("gate", "supervisor", "admin")),
+    Row("GET", "/v1/subsidies", "another enterprise",
+        lambda w: {"url": "/v1/subsidies", "params": {"enterprise_id": w.other}},
+        {**only("gate", "supervisor", "admin"), "gate": 403}),
+    Row("POST", "/v1/workers/{worker_ref}/dispositions", "isolation of own enterprise's worker",
+        lambda w: {"url": f"/v1/workers/{w.own_worker.worker_ref}/dispositions",
+                   "json": {"kind": "isolation", "note": "role matrix"}},
+        only("health_station", "supervisor", "admin", ok=201)),
     Row("GET", "/v1/trips", "all", lambda w: {"url": "/v1/trips"}, only("supervisor", "admin")),
     Row("GET", "/v1/trips/{trip_id}", "the worlds' trip",
         lambda w: {"url": f"/v1/trips/{w.trip_id}"}, only("supervisor", "admin")),
@@ -306,8 +384,9 @@ def call(system: RunningSystem, world: World, row: Row, principal: str) -> httpx
             row.method,
             request["url"],
             json=request.get("json"),
+            content=request.get("content"),
             params=request.get("params"),
-            headers=headers,
+            headers={**request.get("headers", {}), **headers},
         )
 
 
@@ -416,3 +495,25 @@ def test_a_gate_cannot_acknowledge_or_reveal_even_its_own_workers(
 
     assert acknowledged.status_code == 403
     assert revealed.status_code == 403
+
+
+def test_a_gate_asking_before_a_checkin_sees_no_details_of_another_enterprises_worker(
+    system: RunningSystem, world: World
+) -> None:
+    with gate_client(system, world) as gate:
+        response = gate.post(
+            "/v1/decisions",
+            json={
+                "kind": "checkin",
+                "code": world.other_worker.ssc_card_no,
+                "enterprise_id": world.own,
+            },
+        )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["allow"] is False
+    assert "wrong_enterprise" in [reason["code"] for reason in body["reasons"]]
+    assert body["loop"]["checkpoints"] == {}
+    assert body["loop"]["alerts"] == []
+    assert body["loop"]["trip_id"] is None
