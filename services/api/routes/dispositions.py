@@ -13,6 +13,7 @@ from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
 from services.api.routes.workers import WORKER_REF
+from services.api.scope import may_read_worker
 from shared import topics
 from shared.contract import aware_in_range, printable
 from shared.domain.model import Disposition
@@ -56,7 +57,8 @@ async def record_disposition(
     view = (
         await context.read_model.loop_view(worker_ref) if WORKER_REF.fullmatch(worker_ref) else None
     )
-    if view is None:
+    # A district's supervisor records for its district's workers only; others' are not found.
+    if view is None or not await may_read_worker(context, principal, view):
         raise ApiError(404, "not_found", "no such worker")
     disposition = Disposition(
         disposition_id="dsp_" + secrets.token_hex(12),
