@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
+from services.api.exports import EXPORT_RESPONSES, ExportFormatDep, export
 from shared.domain.subsidies import ledger
 from shared.domain.vocabulary import Travel
 from shared.settings import subsidy_rates_from
@@ -52,10 +53,15 @@ class SubsidiesOut(BaseModel):
     workers: list[WorkerSubsidyOut]
 
 
-async def subsidies_for(context: ContextDep, enterprise_ids: list[str] | None) -> dict[str, Any]:
-    """The ledger as the contract shows it: one row per subsidised worker and per enterprise."""
+async def subsidies_for(
+    context: ContextDep, enterprise_ids: list[str] | None, *, district: str | None = None
+) -> dict[str, Any]:
+    """The ledger as the contract shows it: one row per subsidised worker and per enterprise
+    (with ``district``, of that district's enterprises only)."""
     rates = subsidy_rates_from(context.settings)
-    loops = await context.subsidy_loops.closed_loops(enterprise_ids=enterprise_ids)
+    loops = await context.subsidy_loops.closed_loops(
+        enterprise_ids=enterprise_ids, district=district
+    )
     shown = {loop.worker_ref: extra for loop, extra in loops}
     paid = ledger([loop for loop, _ in loops], rates)
     per_enterprise: dict[str, list[Decimal]] = defaultdict(list)
@@ -87,15 +93,23 @@ async def subsidies_for(context: ContextDep, enterprise_ids: list[str] | None) -
     }
 
 
-@router.get("/subsidies", response_model=SubsidiesOut)
+@router.get("/subsidies", response_model=SubsidiesOut, responses=EXPORT_RESPONSES)
 async def get_subsidies(
     context: ContextDep,
     principal: Reader,
+    format: ExportFormatDep,
     enterprise_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
 ) -> Any:
-    """Transport subsidies earned by verified (closed) loops, per worker and per enterprise."""
+    """Transport subsidies earned by verified (closed) loops, per worker and per enterprise.
+    As CSV or XLSX: the per-worker ledger, one row per subsidised worker."""
     if principal.role is Role.GATE:
         if enterprise_id is not None and enterprise_id != principal.enterprise_id:
             raise ApiError(403, "forbidden", "a gate reads its own enterprise's subsidies only")
         enterprise_id = principal.enterprise_id
-    return await subsidies_for(context, [enterprise_id] if enterprise_id else None)
+    # A district's supervisor reads its district's enterprises only: another's pays nothing.
+    subsidies = await subsidies_for(
+        context, [enterprise_id] if enterprise_id else None, district=principal.district
+    )
+    if format != "json":
+        return export(subsidies["workers"], WorkerSubsidyOut, format=format, name="subsidies")
+    return subsidies

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.adapters.postgres.supervision import in_district
 from shared.domain.subsidies import LoopOnRecord
 from shared.domain.vocabulary import Status, Travel
 
@@ -18,12 +19,13 @@ class SubsidyLoops:
         self.pool = pool
 
     async def closed_loops(
-        self, *, enterprise_ids: list[str] | None = None
+        self, *, enterprise_ids: list[str] | None = None, district: str | None = None
     ) -> list[tuple[LoopOnRecord, dict[str, Any]]]:
-        """Every closed loop (of these enterprises, if given), with the worker's name and
-        masked ID; ``closed_at`` is the check-in that closed it."""
+        """Every closed loop (of these enterprises, if given; with ``district``, of that
+        district's enterprises only), with the worker's name and masked ID; ``closed_at``
+        is the check-in that closed it."""
         rows = await self.pool.fetch(
-            """
+            f"""
             SELECT w.worker_ref, w.id_masked, w.name, w.enterprise_id, w.travel, t.mode,
                    s.status, s.checkpoints -> 'checkin' ->> 'at' AS closed_at
             FROM loop_state s
@@ -31,9 +33,11 @@ class SubsidyLoops:
             LEFT JOIN trips t ON t.trip_id = coalesce(w.trip_id, s.boarded_trip_id)
             WHERE s.status = 'closed' AND w.enterprise_id IS NOT NULL
               AND ($1::text[] IS NULL OR w.enterprise_id = ANY($1::text[]))
+              AND ($2::text IS NULL OR {in_district("w.enterprise_id", "$2")})
             ORDER BY w.enterprise_id, w.worker_ref
             """,
             enterprise_ids,
+            district,
         )
         return [
             (
