@@ -24,6 +24,7 @@ from services.api.routes import (
     gate,
     health,
     healthcode,
+    held,
     links,
     manifests,
     scans,
@@ -36,6 +37,7 @@ from services.api.routes import (
 from shared.adapters.kafka.publisher import KafkaPublisher
 from shared.adapters.metrics import Metrics, replace_gauge_values
 from shared.adapters.postgres.bureau import BureauReads
+from shared.adapters.postgres.held import HeldWorkers
 from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.pool import create_pool
@@ -117,6 +119,7 @@ def bootstrap(
         supervision=SupervisorReads(pool),
         bureau=BureauReads(pool),
         subsidy_loops=SubsidyLoops(pool),
+        held=HeldWorkers(pool),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         settings=settings,
         id_cipher=id_cipher,
@@ -196,6 +199,7 @@ def create_app(
         gate,
         supervision,
         dispositions,
+        held,
         subsidies,
     ):
         v1.include_router(module.router)

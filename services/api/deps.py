@@ -13,6 +13,7 @@ from services.api.errors import ApiError
 from services.api.limits import RateLimiter
 from shared.adapters.metrics import Metrics
 from shared.adapters.postgres.bureau import BureauReads
+from shared.adapters.postgres.held import HeldWorkers
 from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.read_model import LoopReadModel
@@ -40,6 +41,7 @@ class ApiContext:
     supervision: SupervisorReads
     bureau: BureauReads
     subsidy_loops: SubsidyLoops
+    held: HeldWorkers
     rate_limiter: RateLimiter
     settings: Settings
     # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.
