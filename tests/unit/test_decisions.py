@@ -149,4 +149,3 @@ def test_a_checkin_after_a_failed_recheck_is_denied_with_the_open_alert():
 @pytest.mark.parametrize("kind", list(Kind))
 def test_every_kind_says_not_on_manifest_for_a_stranger(kind):
     assert Reason.NOT_ON_MANIFEST in codes(decide(kind, NOBODY, on_manifest=False))
-
