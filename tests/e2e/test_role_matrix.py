@@ -337,10 +337,12 @@ def world(system: RunningSystem) -> Iterator[World]:
     headers = {"Authorization": f"Bearer {system.admin_token}"}
     with httpx.Client(base_url=system.url, headers=headers, timeout=30) as admin:
         own, other, trip_id = unique("E-own"), unique("E-other"), unique("T")
+        # In two districts: a district-scoped supervisor reads own's only (see the end).
+        own_district = unique("区")
         manifest = {
             "enterprises": [
-                {"enterprise_id": own, "name": "本厂", "shortage": 3},
-                {"enterprise_id": other, "name": "他厂", "shortage": 5},
+                {"enterprise_id": own, "name": "本厂", "shortage": 3, "district": own_district},
+                {"enterprise_id": other, "name": "他厂", "shortage": 5, "district": unique("区")},
             ],
             "trips": [
                 {"trip_id": trip_id, "mode": "bus", "origin": "贵州", "destination": "温州",
@@ -361,6 +363,10 @@ def world(system: RunningSystem) -> Iterator[World]:
             issued = admin.post("/v1/tokens", json=body)
             assert issued.status_code == 201, issued.text
             world.tokens[role] = issued.json()["token"]
+        scoped = {"role": "supervisor", "district": own_district}
+        issued = admin.post("/v1/tokens", json=scoped)
+        assert issued.status_code == 201, issued.text
+        world.tokens[DISTRICT_SUPERVISOR] = issued.json()["token"]
         yield world
 
 
@@ -517,3 +523,56 @@ def test_a_gate_asking_before_a_checkin_sees_no_details_of_another_enterprises_w
     assert body["loop"]["checkpoints"] == {}
     assert body["loop"]["alerts"] == []
     assert body["loop"]["trip_id"] is None
+
+
+# --- a supervisor scoped to one district --------------------------------------------
+# The world's enterprises lie in two districts; this supervisor's token is scoped to own's.
+# It may do what any supervisor may, within its district: what names the other
+# enterprise or its worker is "not found" to it, and it decides at no gate there.
+DISTRICT_SUPERVISOR = "district_supervisor"
+OUTSIDE_THE_DISTRICT: dict[tuple[str, str, str], int] = {
+    ("POST", "/v1/workers/lookup", "another enterprise's worker"): 404,
+    ("GET", "/v1/workers/{worker_ref}", "another enterprise's worker"): 404,
+    ("POST", "/v1/links/resolve", "another enterprise's worker's card"): 404,
+    ("POST", "/v1/gate/decision", "for another enterprise"): 403,
+    ("GET", "/v1/enterprises/{enterprise_id}/roster", "another enterprise"): 404,
+    ("GET", "/v1/enterprises/{enterprise_id}/not_back", "another enterprise"): 404,
+    ("GET", "/v1/enterprises/{enterprise_id}/daily", "another enterprise"): 404,
+}
+
+
+def test_the_district_exceptions_name_rows_of_the_table() -> None:
+    assert set(OUTSIDE_THE_DISTRICT) <= {(row.method, row.path, row.case) for row in ROWS}
+
+
+@pytest.mark.parametrize(
+    "row",
+    ROWS,
+    ids=[f"{row.method} {row.path} [{row.case}] as {DISTRICT_SUPERVISOR}" for row in ROWS],
+)
+def test_a_district_supervisor_may_do_what_a_supervisor_may_in_its_district_only(
+    system: RunningSystem, world: World, row: Row
+) -> None:
+    expected = OUTSIDE_THE_DISTRICT.get((row.method, row.path, row.case), row.expect["supervisor"])
+
+    response = call(system, world, row, DISTRICT_SUPERVISOR)
+
+    if expected == REJECTED:
+        assert response.status_code == 202, response.text
+        assert [result["reason"] for result in response.json()["results"]] == ["not_permitted"]
+        return
+    assert response.status_code == expected, response.text
+
+
+def test_a_district_supervisors_lists_hold_its_district_only(
+    system: RunningSystem, world: World
+) -> None:
+    headers = {"Authorization": f"Bearer {world.tokens[DISTRICT_SUPERVISOR]}"}
+    with httpx.Client(base_url=system.url, headers=headers, timeout=30) as scoped:
+        enterprises = scoped.get("/v1/enterprises").json()["enterprises"]
+        alerts = scoped.get("/v1/alerts", params={"status": "all", "limit": 500}).json()["alerts"]
+        other = scoped.get("/v1/alerts", params={"enterprise_id": world.other, "status": "all"})
+
+    assert [enterprise["enterprise_id"] for enterprise in enterprises] == [world.own]
+    assert {alert["enterprise_id"] for alert in alerts} == {world.own}
+    assert other.json()["alerts"] == []
