@@ -8,22 +8,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from shared import topics
 from tests.support.api import post_accepted_scans, wait_for_view
 from tests.support.journeys import (
     Enrolled,
+    TopicTail,
     ago,
     colour,
     enrol,
+    headers_of,
+    health_code_id,
+    holds,
     iso,
     link,
     post_colours,
     recorded,
+    replay_dead_letter,
     role_client,
 )
 from tests.support.processes import RunningSystem
-from tests.support.servers import random_id_number, unique
+from tests.support.servers import Servers, random_id_number, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +54,23 @@ async def checked(
 ) -> dict[str, Any]:
     """The worker's view once ``sent`` is their checkpoint of its kind."""
     return await wait_for_view(
-        admin, worker.id_number, recorded(sent["kind"], sent["scan_id"]), what="the check applied"
+        admin,
+        worker.id_number,
+        recorded(sent["kind"], sent["scan_id"]),
+        what="the check applied",
+        within=60,
+    )
+
+
+async def colour_applied(admin: httpx.AsyncClient, worker: Enrolled, shade: str) -> None:
+    """Wait until the tracker has applied the worker's colour updates (their latest colour
+    is ``shade``): they travel another topic than the scans, so nothing else orders them."""
+    await wait_for_view(
+        admin,
+        worker.id_number,
+        lambda view: view["health_code"] == shade,
+        what=f"the platform's {shade} applied",
+        within=60,
     )
 
 
@@ -68,6 +92,7 @@ async def integrator(system: RunningSystem, admin: httpx.AsyncClient) -> Any:
     [
         pytest.param("id_number", 3.0, id="by ID number, 3 h before"),
         pytest.param("code", 23.5, id="by health-code id, 23.5 h before"),
+        pytest.param("id_number", 24.0, id="by ID number, 24 h before to the second"),
         pytest.param("card", 0.0, id="by card number, at the same instant"),
     ],
 )
@@ -83,6 +108,7 @@ async def test_a_green_platform_colour_at_or_before_the_check_lets_it_pass(
     (result,) = await post_colours(
         integrator, colour("green", at - timedelta(hours=hours_before), **{field: named})
     )
+    await colour_applied(admin, worker, "green")
     sent = check("departure_check", worker, at)
     await post_accepted_scans(admin, sent)
 
@@ -150,6 +176,8 @@ async def test_without_a_recent_green_platform_colour_the_departure_check_fails(
                 for shade, hours in updates
             ),
         )
+        latest = min(updates, key=lambda update: update[1])[0]
+        await colour_applied(admin, worker, latest)
     sent = check("departure_check", worker, at)
 
     await post_accepted_scans(admin, sent)
@@ -172,6 +200,7 @@ async def test_a_later_recheck_with_a_fresh_green_releases_the_hold(
     assert (await checked(admin, worker, first))["status"] == "held"
 
     await post_colours(integrator, colour("green", ago(2.5), id_number=worker.id_number))
+    await colour_applied(admin, worker, "green")
     again = check("departure_check", worker, ago(2))
     await post_accepted_scans(admin, again)
 
@@ -189,6 +218,7 @@ async def test_each_checkpoint_shows_its_colour_and_where_it_came_from(
 ) -> None:
     (worker,) = await enrol(admin, departs_at=ago(6))
     await post_colours(integrator, colour("green", ago(10), id_number=worker.id_number))
+    await colour_applied(admin, worker, "green")
     scans = [
         check("departure_check", worker, ago(5), health_code="green"),
         {
@@ -339,3 +369,67 @@ async def test_who_may_post_colour_updates(
         assert (
             await admin.post("/v1/workers/lookup", json={"id_number": id_number})
         ).status_code == 404
+
+
+# --- colour updates naming a code, over Kafka and replayed ----------------------------
+
+
+async def test_a_colour_update_on_kafka_may_name_the_worker_by_code(
+    admin: httpx.AsyncClient, producer: AIOKafkaProducer
+) -> None:
+    (worker,) = await enrol(admin)
+    _, card = await link(admin, worker.id_number)
+    at = ago(2)
+    update = colour("green", at - timedelta(hours=1), code=card)
+
+    await producer.send_and_wait(topics.HEALTHCODE_UPDATES, orjson.dumps(update))
+    sent = check("departure_check", worker, at)
+    await post_accepted_scans(admin, sent)
+
+    view = await wait_for_view(
+        admin,
+        worker.id_number,
+        lambda v: v["checkpoints"].get("departure_check", {}).get("passed") is True,
+        what="the check passed on the platform's green",
+    )
+    assert view["checkpoints"]["departure_check"]["health_code_source"] == "platform"
+
+
+@pytest.mark.parametrize("over", ["kafka", "http"])
+async def test_a_colour_update_by_an_unknown_code_replays_once_linked(
+    admin: httpx.AsyncClient,
+    integrator: httpx.AsyncClient,
+    producer: AIOKafkaProducer,
+    servers: Servers,
+    system: RunningSystem,
+    over: str,
+) -> None:
+    (worker,) = await enrol(admin)
+    code = health_code_id()
+    at = ago(2)
+    update = colour("green", at - timedelta(hours=1), code=code)
+    dead_letters = await TopicTail(servers.kafka_bootstrap, topics.REJECTED).start()
+    if over == "kafka":
+        await producer.send_and_wait(topics.HEALTHCODE_UPDATES, orjson.dumps(update))
+    else:
+        (result,) = await post_colours(integrator, update)
+        assert (result["status"], result["reason"]) == ("rejected", "unknown_code")
+    (letter,) = await dead_letters.find(holds(code))
+    assert headers_of(letter)["reason"] == "unknown_code"
+    assert headers_of(letter)["source_topic"] == (
+        topics.HEALTHCODE_UPDATES if over == "kafka" else "http"
+    )
+
+    await link(admin, worker.id_number, code=code)
+    replayed = await replay_dead_letter(system, letter, reason="unknown_code")
+    sent = check("departure_check", worker, at)
+    await post_accepted_scans(admin, sent)
+
+    assert f"sent to {topics.HEALTHCODE_UPDATES}" in replayed
+    view = await wait_for_view(
+        admin,
+        worker.id_number,
+        lambda v: v["checkpoints"].get("departure_check", {}).get("passed") is True,
+        what="the replayed colour applied",
+    )
+    assert view["checkpoints"]["departure_check"]["health_code_source"] == "platform"

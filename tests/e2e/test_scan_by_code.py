@@ -4,10 +4,6 @@ and over Kafka, and what becomes of a code that nothing resolves."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +25,7 @@ from tests.support.journeys import (
     link,
     post_colours,
     recorded,
+    replay_dead_letter,
     url_code,
 )
 from tests.support.processes import RunningSystem
@@ -227,20 +224,6 @@ async def test_a_512_character_url_code_links_resolves_and_decides(
 # --- over Kafka -----------------------------------------------------------------------
 
 
-def returnloop_cli(system: RunningSystem, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """``returnloop …`` (the installed console script) with the system's settings."""
-    script = Path(sys.executable).with_name("returnloop")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "services.cli"]
-    return subprocess.run(
-        [*command, *arguments],
-        env=system.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 async def test_an_unknown_code_from_kafka_is_dead_lettered_and_replays_once_linked(
     admin: httpx.AsyncClient,
     producer: AIOKafkaProducer,
@@ -261,13 +244,9 @@ async def test_an_unknown_code_from_kafka_is_dead_lettered_and_replays_once_link
     assert (await lookup(admin, worker.id_number)).get("checkpoints") == {}
 
     await link(admin, worker.id_number, code=code)
-    letter_id = f"{letter.partition}:{letter.offset}"
-    replayed = await asyncio.to_thread(
-        returnloop_cli, system, "dlq", "replay", "--reason", "unknown_code", "--ids", letter_id
-    )
+    replayed = await replay_dead_letter(system, letter, reason="unknown_code")
 
-    assert replayed.returncode == 0, replayed.stderr
-    assert f"{letter_id}: sent to {topics.INPUT_TOPICS['departure_check']}" in replayed.stdout
+    assert f"sent to {topics.INPUT_TOPICS['departure_check']}" in replayed
     view = await wait_for_view(
         admin,
         worker.id_number,
@@ -275,11 +254,35 @@ async def test_an_unknown_code_from_kafka_is_dead_lettered_and_replays_once_link
         what="the replayed scan applied",
     )
     assert view["stage"] == "departure_cleared"
-    again = await asyncio.to_thread(
-        returnloop_cli, system, "dlq", "replay", "--reason", "unknown_code", "--ids", letter_id
+    again = await replay_dead_letter(system, letter, reason="unknown_code")
+    assert "sent 0, already replayed 1" in again
+
+
+async def test_an_unknown_code_over_http_replays_once_linked(
+    admin: httpx.AsyncClient, servers: Servers, system: RunningSystem
+) -> None:
+    (worker,) = await enrol(admin)
+    code = health_code_id()
+    dead_letters = await TopicTail(servers.kafka_bootstrap, topics.REJECTED).start()
+    departed = scan("departure_check", id_number=worker.id_number, hours_ago=3)
+    boarded = scan("boarding", code=code, trip_id=worker.trip_id, hours_ago=2)
+
+    results = await post_scans(admin, departed, boarded)
+
+    assert [outcome(result) for result in results] == [
+        {"status": "accepted"},
+        rejected("unknown_code"),
+    ]
+    (letter,) = await dead_letters.find(holds(boarded["scan_id"]))
+    # The bus door scanned the health code before the worker's codes were linked.
+    await link(admin, worker.id_number, code=code)
+    replayed = await replay_dead_letter(system, letter, reason="unknown_code")
+
+    assert f"sent to {topics.INPUT_TOPICS['boarding']}" in replayed
+    view = await wait_for_view(
+        admin, worker.id_number, recorded("boarding", boarded["scan_id"]), what="boarded"
     )
-    assert again.returncode == 0, again.stderr
-    assert "sent 0, already replayed 1" in again.stdout
+    assert (view["stage"], view["status"]) == ("boarded", "open")
 
 
 async def test_a_malformed_code_from_kafka_is_dead_lettered_not_retried(

@@ -4,12 +4,16 @@ reading only what a topic received after a test started."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -248,3 +252,29 @@ def recorded(kind: str, scan_id: str) -> Callable[[dict[str, Any]], bool]:
         return checkpoint is not None and checkpoint.get("scan_id") == scan_id
 
     return check
+
+
+def returnloop_cli(system: RunningSystem, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``returnloop …`` (the installed console script) with the running system's settings."""
+    script = Path(sys.executable).with_name("returnloop")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "services.cli"]
+    return subprocess.run(
+        [*command, *arguments],
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+async def replay_dead_letter(system: RunningSystem, letter: ConsumerRecord, *, reason: str) -> str:
+    """``returnloop dlq replay --reason REASON --ids P:O`` for one dead letter (this test's,
+    not the others' on the shared topic); what it printed. It must succeed."""
+    letter_id = f"{letter.partition}:{letter.offset}"
+    done = await asyncio.to_thread(
+        returnloop_cli, system, "dlq", "replay", "--reason", reason, "--ids", letter_id
+    )
+    assert done.returncode == 0, done.stderr
+    assert letter_id in done.stdout, done.stdout
+    return done.stdout
