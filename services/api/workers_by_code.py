@@ -20,13 +20,18 @@ async def find_worker(
     context: ApiContext, *, id_number: str | None, code: str | None
 ) -> str | None:
     """The worker_ref named by an ID number (422 if malformed) or a linked code (None if
-    no link resolves it)."""
+    no link resolves it); given both, they must name one worker (422 ``code_mismatch``)."""
+    by_id = None
     if id_number is not None:
         try:
-            return context.pseudonymiser.worker_ref(normalise_id_number(id_number))
+            by_id = context.pseudonymiser.worker_ref(normalise_id_number(id_number))
         except InvalidIdNumber as problem:
             raise ApiError(422, problem.code, str(problem)) from None
+        if code is None:
+            return by_id
     assert code is not None
     resolved = await context.links.resolve_codes([code.strip()])
     identity = resolved.get(code.strip())
+    if identity is not None and by_id is not None and identity.worker_ref != by_id:
+        raise ApiError(422, "code_mismatch", "the ID number and the code name different workers")
     return identity.worker_ref if identity is not None else None
