@@ -297,6 +297,25 @@ async def test_an_unknown_worker_or_code_is_not_found(admin: httpx.AsyncClient) 
         assert response.json()["error"]["code"] == "not_found"
 
 
+async def test_an_id_number_and_a_code_of_different_workers_are_a_code_mismatch(
+    admin: httpx.AsyncClient,
+) -> None:
+    """As for scans: the person typed in and the code they show must be one worker."""
+    shown, typed = await enrol(admin, 2)
+    code, card = await link(admin, shown.id_number)
+
+    agreeing = await decide(admin, "departure_check", id_number=shown.id_number, code=card)
+    for other in (code, card):
+        response = await admin.post(
+            "/v1/decisions",
+            json={"kind": "departure_check", "id_number": typed.id_number, "code": other},
+        )
+
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "code_mismatch"
+    assert agreeing["worker"]["name"] == shown.name
+
+
 VALID = random_id_number()
 WRONG_DIGIT = VALID[:-1] + ("1" if VALID[-1] == "0" else "0")
 
