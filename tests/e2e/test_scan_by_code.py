@@ -30,6 +30,7 @@ from tests.support.journeys import (
 )
 from tests.support.processes import RunningSystem
 from tests.support.servers import Servers, random_id_number, unique
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -348,3 +349,29 @@ async def test_no_code_text_travels_on_scans_accepted(
         for secret in (*secrets, over_kafka.id_number):
             assert secret.encode() not in everything, (secret, body)
             assert secret.lower().encode() not in everything.lower()
+
+
+async def test_no_code_text_travels_on_healthcode_accepted(
+    admin: httpx.AsyncClient, producer: AIOKafkaProducer, servers: Servers
+) -> None:
+    (worker,) = await enrol(admin)
+    code, card = await link(admin, worker.id_number, code=url_code(400))
+    worker_ref = await worker_ref_of(admin, worker.id_number)
+    accepted = await TopicTail(servers.kafka_bootstrap, topics.HEALTHCODE_ACCEPTED).start()
+
+    await post_colours(admin, {"code": code, "health_code": "yellow", "as_of": iso(ago(3))})
+    by_card = {"code": card, "health_code": "green", "as_of": iso(ago(2))}
+    await producer.send_and_wait(topics.HEALTHCODE_UPDATES, orjson.dumps(by_card))
+
+    messages = await eventually(
+        lambda: accepted.find(holds(worker_ref)),
+        lambda found: len(found) >= 2,
+        what="both colour updates accepted",
+    )
+    for message in messages:
+        body = orjson.loads(message.value)
+        assert message.key == worker_ref.encode()
+        assert "code" not in body and "id_number" not in body, body
+        for secret in (code, card, worker.id_number):
+            assert secret.encode() not in message.value
+    assert sorted(orjson.loads(m.value)["health_code"] for m in messages) == ["green", "yellow"]
