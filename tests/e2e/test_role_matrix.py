@@ -284,6 +284,24 @@ ROWS: tuple[Row, ...] = (
         lambda w: {"url": f"/v1/workers/{w.own_worker.worker_ref}/dispositions",
                    "json": {"kind": "isolation", "note": "role matrix"}},
         only("health_station", "supervisor", "admin", ok=201)),
+    Row("POST", "/v1/workers/{worker_ref}/dispositions", "observation of another's worker",
+        lambda w: {"url": f"/v1/workers/{w.other_worker.worker_ref}/dispositions",
+                   "json": {"kind": "medical_observation", "note": "role matrix"}},
+        only("health_station", "supervisor", "admin", ok=201)),
+    Row("GET", "/v1/subsidies", "the gate's enterprise as CSV",
+        lambda w: {"url": "/v1/subsidies", "params": {"enterprise_id": w.own, "format": "csv"}},
+        only("gate", "supervisor", "admin")),
+    Row("GET", "/v1/subsidies", "another enterprise as XLSX",
+        lambda w: {"url": "/v1/subsidies", "params": {"enterprise_id": w.other, "format": "xlsx"}},
+        {**only("gate", "supervisor", "admin"), "gate": 403}),
+    Row("GET", "/v1/held", "no filter", lambda w: {"url": "/v1/held"},
+        only("gate", "supervisor", "admin")),
+    Row("GET", "/v1/held", "the gate's enterprise",
+        lambda w: {"url": "/v1/held", "params": {"enterprise_id": w.own}},
+        only("gate", "supervisor", "admin")),
+    Row("GET", "/v1/held", "another enterprise",
+        lambda w: {"url": "/v1/held", "params": {"enterprise_id": w.other}},
+        {**only("gate", "supervisor", "admin"), "gate": 403}),
     Row("GET", "/v1/trips", "all", lambda w: {"url": "/v1/trips"}, only("supervisor", "admin")),
     Row("GET", "/v1/trips/{trip_id}", "the worlds' trip",
         lambda w: {"url": f"/v1/trips/{w.trip_id}"}, only("supervisor", "admin")),
@@ -538,6 +556,7 @@ OUTSIDE_THE_DISTRICT: dict[tuple[str, str, str], int] = {
     ("GET", "/v1/enterprises/{enterprise_id}/roster", "another enterprise"): 404,
     ("GET", "/v1/enterprises/{enterprise_id}/not_back", "another enterprise"): 404,
     ("GET", "/v1/enterprises/{enterprise_id}/daily", "another enterprise"): 404,
+    ("POST", "/v1/workers/{worker_ref}/dispositions", "observation of another's worker"): 404,
 }
 
 
@@ -576,3 +595,21 @@ def test_a_district_supervisors_lists_hold_its_district_only(
     assert [enterprise["enterprise_id"] for enterprise in enterprises] == [world.own]
     assert {alert["enterprise_id"] for alert in alerts} == {world.own}
     assert other.json()["alerts"] == []
+
+
+def test_a_district_supervisors_held_list_and_subsidies_hold_its_district_only(
+    system: RunningSystem, world: World
+) -> None:
+    headers = {"Authorization": f"Bearer {world.tokens[DISTRICT_SUPERVISOR]}"}
+    with httpx.Client(base_url=system.url, headers=headers, timeout=30) as scoped:
+        held = scoped.get("/v1/held").json()["workers"]
+        other_held = scoped.get("/v1/held", params={"enterprise_id": world.other}).json()
+        ledger = scoped.get("/v1/subsidies").json()
+        other_ledger = scoped.get("/v1/subsidies", params={"enterprise_id": world.other}).json()
+
+    assert {worker["enterprise_id"] for worker in held} <= {world.own}
+    assert world.other_worker.worker_ref not in {worker["worker_ref"] for worker in held}
+    assert other_held["workers"] == []
+    assert {row["enterprise_id"] for row in ledger["enterprises"]} <= {world.own}
+    assert {row["enterprise_id"] for row in ledger["workers"]} <= {world.own}
+    assert (other_ledger["workers"], other_ledger["total_yuan"]) == ([], 0.0)
