@@ -275,6 +275,8 @@ class Scenario:
                 self.bootstrap, topics.REJECTED, self.starts[topics.REJECTED]
             ):
                 headers = {name: value.decode() for name, value in record.headers}
+                if not headers.get("source_partition", "").isdigit():
+                    continue  # not read from a topic (an HTTP dead letter, another run's)
                 source = (
                     headers["source_topic"],
                     int(headers["source_partition"]),
