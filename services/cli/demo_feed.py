@@ -27,7 +27,27 @@ UPDATES_BATCH = 1000
 # PostgreSQL do the rest; more only queues).
 IN_FLIGHT = 8
 
+# A request that fails on the way or with a 5xx is sent again, waiting 1, 2, 4, 8 s:
+# every request here is idempotent (manifests upsert; links answer 200 when they exist;
+# colours and scans are keyed), and a server restarting should not spoil a wave.
+ATTEMPTS = 5
+
 T = TypeVar("T")
+
+
+async def _send(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    for attempt in range(ATTEMPTS):
+        last = attempt == ATTEMPTS - 1
+        try:
+            response = await client.request(method, path, **kwargs)
+        except httpx.TransportError:
+            if last:
+                raise
+        else:
+            if response.status_code < 500 or last:
+                return response
+        await asyncio.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 async def _bounded(
@@ -52,7 +72,7 @@ async def _link(client: httpx.AsyncClient, wave: Wave) -> int:
     refused: set[str] = set()
 
     async def one(link: dict[str, str]) -> None:
-        response = await client.post("/v1/links", json=link)
+        response = await _send(client, "POST", "/v1/links", json=link)
         if response.status_code == 409:
             refused.add(link["id_number"])
             return
@@ -71,7 +91,7 @@ async def _post_batches(
     with tqdm(total=len(items), unit=key[:-1], desc=f"{key} sent", disable=None) as bar:
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            response = await client.post(path, json={key: chunk})
+            response = await _send(client, "POST", path, json={key: chunk})
             response.raise_for_status()
             rejected += sum(r["status"] == "rejected" for r in response.json()["results"])
             bar.update(len(chunk))
@@ -83,7 +103,7 @@ async def _no_shows(client: httpx.AsyncClient, trip_ids: list[str]) -> dict[str,
     found: dict[str, set[str]] = {}
 
     async def one(trip_id: str) -> None:
-        response = await client.get(f"/v1/trips/{trip_id}")
+        response = await _send(client, "GET", f"/v1/trips/{trip_id}")
         response.raise_for_status()
         if response.json()["no_show"]:
             found[trip_id] = set(response.json()["no_show"])
@@ -140,7 +160,7 @@ async def feed_and_summarise(
     async with httpx.AsyncClient(
         base_url=api_url, headers=headers, timeout=60, limits=limits
     ) as client:
-        response = await client.post("/v1/manifests", json=wave.manifest)
+        response = await _send(client, "POST", "/v1/manifests", json=wave.manifest)
         response.raise_for_status()
         refused = await _link(client, wave)
         linked_after = time.monotonic() - started
