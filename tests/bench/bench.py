@@ -3,7 +3,8 @@
 One run, side by side (issue #6):
 
 - tracker end to end: a wave of N workers' scans (duplicates, out-of-order
-  delivery) pre-produced to the input topics, then ``returnloop tracker`` (the
+  delivery; most name the worker by a health code or card number linked
+  beforehand, which intake resolves) pre-produced to the input topics, then ``returnloop tracker`` (the
   Faust worker) started; scans/s until PostgreSQL holds every scan; the
   tracker's process-tree peak RSS;
 - scan-to-state latency p50/p99 at a steady offered rate (default 2,000 scans/s);
@@ -61,12 +62,14 @@ from services.cli.demo import Wave, WaveShape, build_wave
 from services.cli.embedded import configured_or_embedded
 from shared import topics
 from shared.adapters.kafka.admin import ensure_topics
+from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.pool import create_pool
 from shared.adapters.postgres.schema import migrate
 from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
 from shared.identity import Pseudonymiser, mask_id_number
+from shared.service_layer.ports import WorkerIdentity
 from shared.service_layer.rebuild import rebuild
 
 BENCH_WORKER_REF_KEY = "returnloop-bench-worker-ref-key-0123456789"
@@ -123,6 +126,7 @@ TABLE: list[tuple[str, str, str, str | None, tuple[str, float] | None]] = [
         "tracker_warm_one",
         None,
     ),
+    ("mix: scans naming the worker by a linked code", "scans_by_code", "%", None, None),
     ("limit: aiokafka consume + orjson decode", "consume_limit", "msgs/s", None, None),
     ("limit: COPY into an UNLOGGED table", "copy_unlogged", "rows/s", None, None),
     ("limit: COPY into a logged table", "copy_logged", "rows/s", None, None),
@@ -228,11 +232,56 @@ def manifest_rows(
             "id_masked": mask_id_number(worker["id_number"]),
             "name": worker["name"],
             "enterprise_id": worker["enterprise_id"],
-            "trip_id": worker["trip_id"],
+            "trip_id": worker.get("trip_id"),
+            "travel": worker.get("travel", "organised"),
+            "expected_arrival": datetime.fromisoformat(worker["expected_arrival"])
+            if "expected_arrival" in worker
+            else None,
         }
         for worker in wave.manifest["workers"]
     ]
     return wave.manifest["enterprises"], trips, workers
+
+
+async def prepare(pool: asyncpg.Pool, wave: Wave, pseudonymiser: Pseudonymiser) -> None:
+    """Upsert the wave's manifest and bind its workers' codes, as ``POST /v1/manifests`` and
+    ``POST /v1/links`` would (the same keys and rows, in two statements rather than one
+    request a link): its scans by code resolve at intake."""
+    await ManifestStore(pool).upsert_manifest(*manifest_rows(wave, pseudonymiser))
+    store = LinkStore(pool, pseudonymiser)
+    rows = [
+        (key.code_type, key.code_hash, key.code_shown, pseudonymiser.worker_ref(link["id_number"]))
+        for link in wave.links
+        for key in (
+            store.health_code_key(link["health_code_id"]),
+            store.card_key(link["ssc_card_no"]),
+        )
+    ]
+    if not rows:
+        return
+    await pool.execute(
+        """
+        INSERT INTO code_links (code_type, code_hash, code_shown, worker_ref, linked_by)
+        SELECT code_type, code_hash, code_shown, worker_ref, 'bench'
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+            AS l(code_type, code_hash, code_shown, worker_ref)
+        ON CONFLICT DO NOTHING
+        """,
+        *(list(column) for column in zip(*rows, strict=True)),
+    )
+
+
+def by_code_share(wave: Wave) -> float:
+    """The percentage of the wave's scans that name the worker by a code."""
+    return 100 * sum("code" in body for body in wave.scans) / max(1, len(wave.scans))
+
+
+def code_identities(wave: Wave, pseudonymiser: Pseudonymiser) -> dict[str, WorkerIdentity]:
+    """Every code the wave's scans may show -> its worker (what intake resolves)."""
+    return {
+        code: WorkerIdentity(pseudonymiser.worker_ref(number), mask_id_number(number))
+        for code, number in wave.holders.items()
+    }
 
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
@@ -243,7 +292,7 @@ def input_messages(wave: Wave, pseudonymiser: Pseudonymiser) -> list[Message]:
     refs: dict[str, bytes] = {}
     messages = []
     for body in wave.scans:
-        number = body["id_number"]
+        number = wave.id_number_of(body)
         if number not in refs:
             refs[number] = pseudonymiser.worker_ref(number).encode()
         messages.append((topics.INPUT_TOPICS[body["kind"]], refs[number], orjson.dumps(body)))
@@ -402,9 +451,8 @@ async def warm_drain(
     start-up is not counted; the wave is then produced while the trackers
     consume it (both stages busy at once, as in service).
     """
-    store = ManifestStore(pool)
     for each in (warm_up, wave):
-        await store.upsert_manifest(*manifest_rows(each, pseudonymiser))
+        await prepare(pool, each, pseudonymiser)
     for each in (warm_up, wave):
         expected = len({body["scan_id"] for body in each.scans})
         before = await applied_count(pool)
@@ -563,7 +611,7 @@ def copy_records(wave: Wave, pseudonymiser: Pseudonymiser) -> list[tuple[Any, ..
     for offset, body in enumerate(wave.scans):
         if body["scan_id"] in rows:
             continue
-        number = body["id_number"]
+        number = wave.id_number_of(body)
         if number not in refs:
             refs[number] = pseudonymiser.worker_ref(number)
         rows[body["scan_id"]] = (
@@ -872,16 +920,18 @@ async def run(
     results.set("workers", workers)
     results.set("scans_delivered", len(wave.scans))
     results.set("scans_unique", unique)
-    print(f"{len(wave.scans):,} scans delivered, {unique:,} unique", flush=True)
+    results.set("scans_by_code", by_code_share(wave))
+    print(
+        f"{len(wave.scans):,} scans delivered, {unique:,} unique, "
+        f"{by_code_share(wave):.0f} % naming the worker by a linked code",
+        flush=True,
+    )
 
     pool = await create_pool(servers.database_url, max_size=4)
     try:
         results.notes["postgresql"] = await pool.fetchval("SHOW server_version")
-        enterprises, trips, manifest_workers = manifest_rows(wave, pseudonymiser)
-        latency_manifest = manifest_rows(latency_wave, pseudonymiser)
-        store = ManifestStore(pool)
-        await store.upsert_manifest(enterprises, trips, manifest_workers)
-        await store.upsert_manifest(*latency_manifest)
+        for each in (wave, latency_wave, api_wave):
+            await prepare(pool, each, pseudonymiser)
 
         async def api_step() -> None:
             step("API: lookup and scans at fixed rates, batch intake")
