@@ -80,10 +80,21 @@ async def csv_chunks(
 
 
 def _xlsx_cell(sheet: Any, value: Any) -> Any:
-    value = _plain(value)
-    if isinstance(value, str):
-        cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
-        cell.data_type = "s"  # never a formula, whatever the text starts with
+    """A value as openpyxl should store it: ``None`` for an empty cell (none is written),
+    text that looks like a formula as a cell that says it is text."""
+    if value.__class__ is not str:
+        if value is None or value.__class__ in (int, float, bool):
+            return value
+        value = _plain(value)
+        if not isinstance(value, str):
+            return value
+    if not value:
+        return None
+    if ILLEGAL_CHARACTERS_RE.search(value):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    if value[0] == "=":
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"  # text, never a formula
         return cell
     return value
 

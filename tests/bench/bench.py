@@ -13,6 +13,8 @@ One run, side by side (issue #6):
 - baselines: a Faust agent that only counts, a Faust agent awaiting one
   transaction per scan (``tests.bench.bench_faust``);
 - ``returnloop rebuild``'s rate over the same log;
+- the bureau's exports: an enterprise's not-back list of 29,400 workers as CSV and as
+  XLSX, seconds to the last byte (target under 2 s each);
 - API: ``POST /v1/workers/lookup`` and ``POST /v1/scans`` p50/p99 at fixed request
   rates (an open-loop asyncio load generator), and batch intake (1,000-scan bodies).
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import itertools
 import json
 import os
@@ -44,7 +47,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,6 +59,7 @@ import httpx
 import orjson
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from openpyxl import load_workbook
 from tqdm import tqdm
 
 from services.cli.demo import Wave, WaveShape, build_wave
@@ -68,7 +72,7 @@ from shared.adapters.postgres.pool import create_pool
 from shared.adapters.postgres.schema import migrate
 from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
-from shared.identity import Pseudonymiser, mask_id_number
+from shared.identity import Pseudonymiser, check_digit, mask_id_number
 from shared.service_layer.ports import WorkerIdentity
 from shared.service_layer.rebuild import rebuild
 
@@ -152,6 +156,15 @@ TABLE: list[tuple[str, str, str, str | None, tuple[str, float] | None]] = [
     ("API POST /v1/scans (one scan) p50", "scans_p50_ms", "ms", None, None),
     ("API POST /v1/scans (one scan) p99", "scans_p99_ms", "ms", None, None),
     ("API batch intake (1,000-scan bodies)", "batch_intake", "scans/s", None, (">=", 10_000)),
+    # The bureau's table (issue 12): an enterprise's whole not-back list as a file.
+    ("export: not-back list as CSV (GET …/not_back)", "export_not_back_csv_s", "s", None, ("<", 2)),
+    (
+        "export: not-back list as XLSX (GET …/not_back)",
+        "export_not_back_xlsx_s",
+        "s",
+        None,
+        ("<", 2),
+    ),
 ]
 BASELINE_NAMES = {
     "consume_limit": "consume limit",
@@ -822,6 +835,66 @@ async def measure_api(
     return figures
 
 
+def export_manifest(
+    workers: int, *, seed: int, pseudonymiser: Pseudonymiser
+) -> tuple[str, list[dict[str, Any]]]:
+    """One enterprise with ``workers`` on its manifest and none checked in: all not back."""
+    # Distinct ID numbers: a thousand sequence numbers a birth date, a day apart from 1970 on.
+    born = datetime(1970, 1, 1) + timedelta(days=random.Random(seed).randrange(3650))
+    enterprise_id = f"BENCH-EXPORT-{seed}-{workers}"
+    rows = []
+    for index in range(workers):
+        birth = born + timedelta(days=index // 1000)
+        first17 = f"330302{birth:%Y%m%d}{index % 1000:03d}"
+        id_number = first17 + check_digit(first17)
+        rows.append(
+            {
+                "worker_ref": pseudonymiser.worker_ref(id_number),
+                "id_masked": mask_id_number(id_number),
+                "name": f"返岗工人{index:05d}",
+                "enterprise_id": enterprise_id,
+                "trip_id": None,
+            }
+        )
+    return enterprise_id, rows
+
+
+async def measure_exports(
+    url: str, pool: asyncpg.Pool, pseudonymiser: Pseudonymiser, *, workers: int, seed: int
+) -> dict[str, float]:
+    """Seconds to the last byte of ``GET /v1/enterprises/{id}/not_back?format=csv|xlsx`` for
+    an enterprise of ``workers`` none of whom is back; each file is checked for every row."""
+    enterprise_id, rows = export_manifest(workers, seed=seed, pseudonymiser=pseudonymiser)
+    enterprise = {"enterprise_id": enterprise_id, "name": "导出基准厂", "shortage": workers}
+    await ManifestStore(pool).upsert_manifest([enterprise], [], rows)
+    headers = {"Authorization": f"Bearer {BENCH_ADMIN_TOKEN}"}
+    figures: dict[str, float] = {}
+    async with aiohttp.ClientSession(
+        base_url=url, headers=headers, timeout=aiohttp.ClientTimeout(total=600)
+    ) as client:
+        for format in ("csv", "xlsx"):
+            print(f"exporting {workers:,} not-back workers as {format.upper()}", flush=True)
+            started = time.perf_counter()
+            async with client.get(
+                f"/v1/enterprises/{enterprise_id}/not_back", params={"format": format}
+            ) as response:
+                body = await response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200:
+                raise RuntimeError(f"the {format} export failed: HTTP {response.status}")
+            if format == "csv":
+                listed = body.count(b"\r\n") - 1
+            else:
+                book = load_workbook(io.BytesIO(body), read_only=True)
+                listed = sum(1 for _ in book.worksheets[0].iter_rows(values_only=True)) - 1
+                book.close()
+            if listed != workers:
+                raise RuntimeError(f"the {format} export has {listed:,} rows, not {workers:,}")
+            figures[f"export_not_back_{format}_s"] = elapsed
+            figures[f"export_not_back_{format}_bytes"] = len(body)
+    return figures
+
+
 async def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(timeout=2) as client:
@@ -891,6 +964,7 @@ async def run(
     lookup_rate: float,
     scans_rate: float,
     seed: int,
+    export_workers: int = 29_400,
     tracker_only: bool = False,
     api_only: bool = False,
 ) -> Results:
@@ -960,6 +1034,17 @@ async def run(
                     )
 
                 await attempt(results, "api", api_figures)
+
+                async def export_figures() -> None:
+                    await wait_ready(url, api, api_log)
+                    results.figures.update(
+                        await measure_exports(
+                            url, pool, pseudonymiser, workers=export_workers, seed=seed
+                        )
+                    )
+
+                if export_workers:
+                    await attempt(results, "exports", export_figures)
             finally:
                 stop(api)
 
@@ -1123,6 +1208,7 @@ async def run(
         await pool.close()
     results.notes["lookup_rate"] = f"{lookup_rate:,.0f} req/s"
     results.notes["scans_rate"] = f"{scans_rate:,.0f} req/s"
+    results.notes["export_workers"] = f"{export_workers:,} workers not back, one enterprise"
     return results
 
 
@@ -1131,6 +1217,8 @@ def format_value(value: float | None, unit: str) -> str:
         return "—"
     if unit == "ms":
         return f"{value:,.1f} ms"
+    if unit == "s":
+        return f"{value:,.2f} s"
     if unit == "MB":
         return f"{value:,.0f} MB"
     return f"{value:,.0f} {unit}"
@@ -1197,6 +1285,9 @@ def main(
     lookup_rate: Annotated[float, typer.Option(help="lookup requests/s")] = 500,
     scans_rate: Annotated[float, typer.Option(help="one-scan POST /v1/scans requests/s")] = 200,
     seed: Annotated[int, typer.Option(help="seed of the waves")] = 2020,
+    export_workers: Annotated[
+        int, typer.Option(help="workers on the not-back list exported as CSV and XLSX (0: skip)")
+    ] = 29_400,
     tracker_only: Annotated[
         bool, typer.Option(help="only the tracker figures (end to end, latency, RSS)")
     ] = False,
@@ -1222,6 +1313,7 @@ def main(
                     lookup_rate=lookup_rate,
                     scans_rate=scans_rate,
                     seed=seed,
+                    export_workers=export_workers,
                     tracker_only=tracker_only,
                     api_only=api_only,
                 )
