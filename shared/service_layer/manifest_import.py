@@ -136,7 +136,11 @@ def _refusal(error: ValidationError) -> _RowRefused:
         reason = "invalid_timestamp"
     else:
         reason = "invalid_field"
-    message = first["msg"].removeprefix("Value error, ")
+    message = (
+        f"the {column} is empty"
+        if reason == "missing_field"
+        else first["msg"].removeprefix("Value error, ")
+    )
     return _RowRefused(reason, column, message)
 
 
