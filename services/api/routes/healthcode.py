@@ -6,14 +6,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 
 from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, require
 from services.api.errors import ApiError
+from services.api.schemas import standalone_schema
 from shared import topics
-from shared.contract import HealthCodeUpdateIn, Rejected, parse_health_update
+from shared.contract import HealthCodeUpdateIn, Rejected, decode_json, parse_health_update
 from shared.service_layer.messages import DeadLetter, codes_in, identify
 from shared.service_layer.ports import Message
 
@@ -23,16 +24,31 @@ MAX_UPDATES = 1000
 HTTP_SOURCE = "http"
 
 
-class UpdatesIn(BaseModel):
-    # Items are validated one by one below, so one bad item (even one that is not an
-    # object) cannot reject the batch.
-    updates: Annotated[
-        list[Any],
-        Field(
-            max_length=MAX_UPDATES,
-            json_schema_extra={"items": HealthCodeUpdateIn.model_json_schema()},
-        ),
-    ]
+# The body is parsed by hand: strict JSON (text that cannot be kept, such as lone
+# surrogates, is a 400 before anything is published), and one result per item, so one
+# bad item (even one that is not an object) cannot reject the batch. The schema still
+# tells clients, and the API fuzzing, its shape.
+UPDATES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "title": "HealthCodeUpdates",
+                    "type": "object",
+                    "properties": {
+                        "updates": {
+                            "type": "array",
+                            "items": standalone_schema(HealthCodeUpdateIn),
+                            "maxItems": MAX_UPDATES,
+                        }
+                    },
+                    "required": ["updates"],
+                }
+            }
+        },
+    }
+}
 
 
 class UpdateResult(BaseModel):
@@ -46,15 +62,33 @@ class UpdateResults(BaseModel):
     results: list[UpdateResult]
 
 
-@router.post("/healthcode/updates", status_code=202, response_model=UpdateResults)
+def _updates(raw: bytes) -> list[Any]:
+    try:
+        body = decode_json(raw)
+    except Rejected as problem:
+        raise ApiError(400, problem.reason, problem.message) from None
+    if not isinstance(body, dict) or not isinstance(body.get("updates"), list):
+        raise ApiError(422, "invalid_request", 'the body must be {"updates": [...]}')
+    if len(body["updates"]) > MAX_UPDATES:
+        raise ApiError(413, "batch_too_large", f"a batch holds at most {MAX_UPDATES} updates")
+    return list(body["updates"])
+
+
+@router.post(
+    "/healthcode/updates",
+    status_code=202,
+    response_model=UpdateResults,
+    openapi_extra=UPDATES_BODY,
+)
 async def post_updates(
-    body: UpdatesIn,
+    request: Request,
     context: ContextDep,
     _: Annotated[Principal, Depends(require(Role.INTEGRATOR, Role.ADMIN))],
 ) -> Any:
     """Colour updates by ID number or linked code; one result per item, in order."""
+    items = _updates(await request.body())
     now = datetime.now(UTC)
-    codes = codes_in(body.updates)
+    codes = codes_in(items)
     try:
         resolved = await context.links.resolve_codes(codes) if codes else {}
     except Exception as error:
@@ -62,7 +96,7 @@ async def post_updates(
     results: list[dict[str, Any]] = []
     accepted: list[Message] = []
     rejected: list[Message] = []
-    for index, item in enumerate(body.updates):
+    for index, item in enumerate(items):
         original = orjson.dumps(item)
         try:
             update = parse_health_update(item)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from services.api.deps import ContextDep, PrincipalDep
 from services.api.errors import ApiError
+from services.api.schemas import standalone_schema
 from shared import topics
 from shared.contract import Rejected, ScanIn, decode_json, parse_scan
 from shared.service_layer.messages import DeadLetter, codes_in, identify
@@ -23,7 +24,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 # The body is parsed by hand (one result per item, even for items that are not scans);
 # the schema still tells clients, and the API fuzzing, what a scan and a batch look like.
-_SCAN = ScanIn.model_json_schema()
+_SCAN = standalone_schema(ScanIn)
 _BATCH = {
     "title": "ScanBatch",
     "type": "object",
