@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import faust
 from mode import Service
@@ -32,14 +33,24 @@ def faust_broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
 
+def faust_datadir(settings: Settings) -> Path:
+    """Where the Faust worker keeps its files: ``RETURNLOOP_DATA_DIR/faust``."""
+    return settings.data_dir.resolve() / "faust"
+
+
 def create_faust_app(
     settings: Settings, process: TrackerProcess, loghandlers: list[logging.Handler] | None = None
 ) -> faust.App:
     """A Faust app whose worker runs ``process`` (consumers as a service, sweep as a timer)."""
     assert settings.kafka_bootstrap
+    # Faust's working directory lives under RETURNLOOP_DATA_DIR (not wherever the process
+    # happens to start); Faust expects its parent to exist.
+    datadir = faust_datadir(settings)
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         "returnloop-tracker",
         broker=faust_broker_url(settings.kafka_bootstrap),
+        datadir=str(datadir),
         store="memory://",
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
