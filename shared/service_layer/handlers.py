@@ -7,9 +7,10 @@ before (same scan_id) changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from shared.domain import model
 from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
@@ -84,6 +85,24 @@ async def apply_scans(
     return transitions, new_ids
 
 
+Keyed = TypeVar("Keyed", AcceptedHealthUpdate, AcceptedDisposition)
+
+
+async def _apply_events(
+    store: LoopStore,
+    batch: Sequence[Keyed],
+    record: Callable[[UnitOfWork, list[Keyed]], Awaitable[set[str]]],
+    *,
+    rules: model.Rules,
+    now: datetime,
+) -> list[WorkerTransition]:
+    """Lock the batch's workers, ``record`` the events, re-decide those that got a new one."""
+    async with store.transaction() as uow:
+        assignments = await uow.lock_workers({item.worker_ref: item.id_masked for item in batch})
+        touched = await record(uow, list(batch))
+        return await _redecide(uow, assignments, touched, rules=rules, now=now)
+
+
 async def apply_health_updates(
     store: LoopStore,
     batch: Sequence[AcceptedHealthUpdate],
@@ -92,10 +111,9 @@ async def apply_health_updates(
     now: datetime,
 ) -> list[WorkerTransition]:
     """Apply colour updates; an older ``as_of`` never overrides a newer one (event time)."""
-    async with store.transaction() as uow:
-        assignments = await uow.lock_workers({item.worker_ref: item.id_masked for item in batch})
-        touched = await uow.record_updates(list(batch))
-        return await _redecide(uow, assignments, touched, rules=rules, now=now)
+    return await _apply_events(
+        store, batch, lambda uow, items: uow.record_updates(items), rules=rules, now=now
+    )
 
 
 async def apply_dispositions(
@@ -106,10 +124,9 @@ async def apply_dispositions(
     now: datetime,
 ) -> list[WorkerTransition]:
     """Apply dispositions: events of the worker, folded in event time with the scans."""
-    async with store.transaction() as uow:
-        assignments = await uow.lock_workers({item.worker_ref: item.id_masked for item in batch})
-        touched = await uow.record_dispositions(list(batch))
-        return await _redecide(uow, assignments, touched, rules=rules, now=now)
+    return await _apply_events(
+        store, batch, lambda uow, items: uow.record_dispositions(items), rules=rules, now=now
+    )
 
 
 async def redecide_workers(

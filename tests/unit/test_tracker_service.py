@@ -20,11 +20,11 @@ from pydantic import SecretStr
 from services.tracker.main import bootstrap
 from shared import topics
 from shared.adapters.metrics import Metrics
-from shared.domain.model import LoopState
-from shared.domain.vocabulary import AlertKind, Stage, Status
+from shared.domain.model import Disposition, LoopState
+from shared.domain.vocabulary import AlertKind, DispositionKind, Stage, Status
 from shared.identity import check_digit
 from shared.service_layer import handlers
-from shared.service_layer.messages import AcceptedScan
+from shared.service_layer.messages import AcceptedDisposition, AcceptedScan
 from shared.service_layer.ports import InputRecord, SavedState
 from shared.service_layer.rebuild import rebuild
 from shared.service_layer.tracker import Tracker
@@ -419,3 +419,36 @@ async def test_rebuild_re_decides_every_worker_from_the_scan_log(
             Stage.CHECKED_IN,
             Status.CLOSED,
         )
+
+
+# Dispositions.
+
+
+async def test_a_withdrawal_applied_from_its_topic_withdraws_the_worker_and_closes_alerts(
+    pipeline: Pipeline, store: FakeLoopStore, tracker: Tracker, publisher: FakePublisher
+) -> None:
+    id_number = new_id_number()
+    fever = scan_body("departure_check", id_number, 30, temperature_c=38.9)
+    await pipeline.send((topics.INPUT_TOPICS["departure_check"], fever))
+    worker_ref = tracker.pseudonymiser.worker_ref(id_number)
+    held = store.state_of(worker_ref)
+    assert held is not None and held.status is Status.HELD
+    withdrawal = AcceptedDisposition(
+        worker_ref,
+        "000000********0000",
+        Disposition("dsp-1", DispositionKind.WITHDRAWN, hours_ago(20), "supervisor", "stays home"),
+        received_at=hours_ago(0),
+    )
+    record = InputRecord(topics.DISPOSITIONS, 0, 0, withdrawal.key(), withdrawal.to_bytes())
+
+    await tracker.handle_apply([record])
+    await tracker.handle_apply([record])  # redelivered: nothing more happens
+
+    state = store.state_of(worker_ref)
+    assert state is not None
+    assert state.status is Status.WITHDRAWN
+    assert not state.open_alerts
+    assert [d.disposition_id for d in state.dispositions] == ["dsp-1"]
+    transitions = [orjson.loads(value) for _, value, _ in publisher.published[topics.TRANSITIONS]]
+    assert transitions[-1]["status"] == "withdrawn"
+    assert sum(t["status"] == "withdrawn" for t in transitions) == 1
