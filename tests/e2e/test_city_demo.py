@@ -1,4 +1,6 @@
-"""The city-sized wave (29,400 workers, 1,034 buses, 8 trains, 5 flights) through the system.
+"""The city-sized wave (29,400 workers, 1,034 buses, 8 trains, 5 flights) through the system:
+rosters, trips and alerts against PostgreSQL, and the seed's practice planted in it (workers
+named by their linked codes, self-drivers, no-shows, an override, the platform's colours).
 
 Slow: run with `make test-city` (CI runs it against Apache Kafka and PostgreSQL).
 """
@@ -9,11 +11,12 @@ import asyncio
 import random
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 
-from services.cli.demo import build_wave
+from services.cli.demo import OVERRIDE_REASON, build_wave
 from shared.adapters.postgres.pool import create_pool
 from shared.identity import Pseudonymiser
 from shared.settings import Settings
@@ -26,6 +29,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.city]
 EXCEPTION_ALERTS = {
     "fever_held": ("fever_at_departure", True),
     "code_yellow": ("code_not_green_at_departure", True),
+    "override_boarding": ("boarded_without_clearance", True),
+    "colour_stale_held": ("code_not_green_at_departure", True),
+    "self_overdue": ("overdue_arrival", True),
+    "colour_missing_recovers": ("code_not_green_at_arrival", False),
     "red_at_arrival": ("code_not_green_at_arrival", True),
     "lost_in_transit": ("overdue_arrival", True),
     "wrong_gate": ("wrong_enterprise", True),
@@ -33,6 +40,20 @@ EXCEPTION_ALERTS = {
     "fever_at_arrival_recovers": ("fever_at_arrival", False),
 }
 ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")
+# Requests in flight at once: a thousand at a time only queue in the client's pool (and
+# time out there on a busy machine).
+IN_FLIGHT = 8
+
+
+async def get_all(client: httpx.AsyncClient, paths: list[str]) -> list[httpx.Response]:
+    """GET every path, IN_FLIGHT at a time; the responses in the paths' order."""
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def get(path: str) -> httpx.Response:
+        async with limit:
+            return await client.get(path)
+
+    return await asyncio.gather(*(get(path) for path in paths))
 
 
 async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_database(
@@ -49,9 +70,7 @@ async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_
     enterprises = [e["enterprise_id"] for e in wave.manifest["enterprises"]]
     trips = [t["trip_id"] for t in wave.manifest["trips"]]
 
-    rosters = await asyncio.gather(
-        *(admin.get(f"/v1/enterprises/{enterprise}/roster") for enterprise in enterprises)
-    )
+    rosters = await get_all(admin, [f"/v1/enterprises/{e}/roster" for e in enterprises])
     totals: Counter[str] = Counter()
     for response in rosters:
         assert response.status_code == 200
@@ -86,18 +105,74 @@ async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_
         alert_rows = await pool.fetch(
             "SELECT worker_ref, kind, open FROM alerts WHERE worker_ref = ANY($1::text[])", refs
         )
+        enterprise_rows = await pool.fetch(
+            "SELECT enterprise_id, district, shortage, open_positions FROM enterprises "
+            "WHERE enterprise_id = ANY($1::text[])",
+            enterprises,
+        )
     finally:
         await pool.close()
 
     expected_missing: dict[str, set[str]] = {}
     for row in missing_rows:
         expected_missing.setdefault(row["boarded_trip_id"], set()).add(row["worker_ref"])
-    views = await asyncio.gather(*(admin.get(f"/v1/trips/{trip}") for trip in trips))
+    views = await get_all(admin, [f"/v1/trips/{trip}" for trip in trips])
+    no_shows: dict[str, set[str]] = {}
     for trip, response in zip(trips, views, strict=True):
         assert response.status_code == 200, trip
         assert set(response.json()["missing"]) == expected_missing.get(trip, set()), trip
+        no_shows[trip] = set(response.json()["no_show"])
 
     alerts = {(row["kind"], row["open"]) for row in alert_rows}
     for exception, planted in wave.exceptions.items():
         if exception in EXCEPTION_ALERTS and planted:
             assert EXCEPTION_ALERTS[exception] in alerts, exception
+
+    # Enterprises carry the bulletin's districts, shortages and open positions.
+    assert {tuple(row) for row in enterprise_rows} == {
+        (e["enterprise_id"], e["district"], e["shortage"], e["open_positions"])
+        for e in wave.manifest["enterprises"]
+    }
+
+    ref_of = dict(zip(wave.id_numbers, refs, strict=True))
+    trip_of = {w["id_number"]: w.get("trip_id") for w in wave.manifest["workers"]}
+    # Manifest workers who never boarded a trip that left are listed on it, and only they.
+    for number in wave.planted["no_show"]:
+        assert ref_of[number] in no_shows[trip_of[number]], number
+    assert {trip: listed for trip, listed in no_shows.items() if listed} == {
+        trip: {ref_of[number] for number in numbers}
+        for trip, numbers in wave.expected["no_show"].items()
+    }
+
+    async def views_of(planted: str, most: int = 40) -> list[dict[str, Any]]:
+        numbers = wave.planted[planted][:most]
+        responses = await get_all(admin, [f"/v1/workers/{ref_of[n]}" for n in numbers])
+        assert [r.status_code for r in responses] == [200] * len(numbers), planted
+        assert numbers, planted
+        return [response.json() for response in responses]
+
+    # Self-drivers close with no boarding; the one past their expected arrival is overdue.
+    for view in await views_of("self_drive"):
+        assert (view["travel"], view["trip_id"]) == ("self", None)
+        assert (view["stage"], view["status"]) == ("checked_in", "closed")
+        assert "boarding" not in view["checkpoints"]
+    for view in await views_of("self_overdue"):
+        assert view["travel"] == "self" and view["status"] == "broken"
+        assert [a["kind"] for a in view["alerts"] if a["open"]] == ["overdue_arrival"]
+    # A held worker boarded on an override: the boarding checkpoint says why.
+    for view in await views_of("override_boarding"):
+        boarding = view["checkpoints"]["boarding"]
+        assert boarding["override_reason"] == OVERRIDE_REASON and not boarding["passed"]
+        assert view["status"] == "held"
+    # Checks with no scanned colour went by the platform's: green and fresh enough passes,
+    # a day and a half old does not.
+    for view in await views_of("platform_green"):
+        for kind in ("departure_check", "arrival_check"):
+            checkpoint = view["checkpoints"][kind]
+            assert checkpoint["health_code_source"] == "platform", view["worker_ref"]
+            assert checkpoint["health_code"] == "green" and checkpoint["passed"]
+        assert view["status"] == "closed"
+    for view in await views_of("colour_stale_held"):
+        departure = view["checkpoints"]["departure_check"]
+        assert (departure["health_code_source"], departure["passed"]) == ("missing", False)
+        assert view["status"] == "held"
