@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import post_accepted_scans, post_scans, wait_for_view
+from tests.support.api import post_accepted_scans, post_scans
 from tests.support.journeys import (
     Enrolled,
     ago,
@@ -21,6 +21,7 @@ from tests.support.journeys import (
     post_colours,
     recorded,
     role_client,
+    wait_for_view,
 )
 from tests.support.processes import RunningSystem
 from tests.support.servers import random_id_number, unique

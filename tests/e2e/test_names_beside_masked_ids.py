@@ -9,8 +9,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import lookup, post_accepted_scans, wait_for_view, worker_ref_of
-from tests.support.journeys import Enrolled, ago, enrol, iso, link, role_client
+from tests.support.api import lookup, post_accepted_scans, worker_ref_of
+from tests.support.journeys import (
+    PATIENCE,
+    Enrolled,
+    ago,
+    enrol,
+    iso,
+    link,
+    role_client,
+    wait_for_view,
+)
 from tests.support.processes import RunningSystem
 from tests.support.servers import random_id_number, unique
 from tests.support.waiting import eventually
@@ -70,7 +79,9 @@ async def test_alerts_name_the_worker(system: RunningSystem, admin: httpx.AsyncC
         listed: list[dict[str, Any]] = response.json()["alerts"]
         return listed
 
-    (alert,) = await eventually(lambda: alerts(admin), bool, what="the fever alert listed")
+    (alert,) = await eventually(
+        lambda: alerts(admin), bool, what="the fever alert listed", within=PATIENCE
+    )
     async with role_client(system, admin, "gate", enterprise_id=worker.enterprise_id) as gate:
         (seen_by_gate,) = await alerts(gate)
 

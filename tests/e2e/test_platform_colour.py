@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import topics
-from tests.support.api import post_accepted_scans, wait_for_view
+from tests.support.api import post_accepted_scans
 from tests.support.journeys import (
     Enrolled,
     TopicTail,
@@ -29,6 +29,7 @@ from tests.support.journeys import (
     recorded,
     replay_dead_letter,
     role_client,
+    wait_for_view,
 )
 from tests.support.processes import RunningSystem
 from tests.support.servers import Servers, random_id_number, unique
@@ -58,7 +59,6 @@ async def checked(
         worker.id_number,
         recorded(sent["kind"], sent["scan_id"]),
         what="the check applied",
-        within=60,
     )
 
 
@@ -70,7 +70,6 @@ async def colour_applied(admin: httpx.AsyncClient, worker: Enrolled, shade: str)
         worker.id_number,
         lambda view: view["health_code"] == shade,
         what=f"the platform's {shade} applied",
-        within=60,
     )
 
 

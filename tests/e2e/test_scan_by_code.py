@@ -12,8 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import topics
-from tests.support.api import lookup, post_scans, wait_for_view, worker_ref_of
+from tests.support.api import lookup, post_scans, worker_ref_of
 from tests.support.journeys import (
+    PATIENCE,
     TopicTail,
     ago,
     card_number,
@@ -27,6 +28,7 @@ from tests.support.journeys import (
     recorded,
     replay_dead_letter,
     url_code,
+    wait_for_view,
 )
 from tests.support.processes import RunningSystem
 from tests.support.servers import Servers, random_id_number, unique
@@ -367,6 +369,7 @@ async def test_no_code_text_travels_on_healthcode_accepted(
         lambda: accepted.find(holds(worker_ref)),
         lambda found: len(found) >= 2,
         what="both colour updates accepted",
+        within=PATIENCE,
     )
     for message in messages:
         body = orjson.loads(message.value)

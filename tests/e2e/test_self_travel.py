@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import lookup, post_accepted_scans, wait_for_view
-from tests.support.journeys import Enrolled, ago, enrol, enterprise, iso, recorded
+from tests.support.api import lookup, post_accepted_scans
+from tests.support.journeys import Enrolled, ago, enrol, enterprise, iso, recorded, wait_for_view
 from tests.support.servers import random_id_number, unique
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import post_accepted_scans, wait_for_view, worker_ref_of
-from tests.support.journeys import Enrolled, ago, enrol, iso, recorded, role_client
+from tests.support.api import post_accepted_scans, worker_ref_of
+from tests.support.journeys import (
+    PATIENCE,
+    Enrolled,
+    ago,
+    enrol,
+    iso,
+    recorded,
+    role_client,
+    wait_for_view,
+)
 from tests.support.processes import RunningSystem
 from tests.support.servers import unique
 from tests.support.waiting import eventually
@@ -104,6 +113,7 @@ async def test_a_late_boarder_leaves_the_no_show_list(admin: httpx.AsyncClient) 
         lambda: trip_table(admin, trip_id),
         lambda t: len(t["no_show"]) == 1,
         what="the late boarder off the no-show list",
+        within=PATIENCE,
     )
     assert table["no_show"] == await refs(admin, absent)
     assert table["boarded"] == 1

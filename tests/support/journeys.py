@@ -20,9 +20,13 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from tests.support import api
 from tests.support.api import bearer, issue_token, post_manifest
 from tests.support.processes import RunningSystem
 from tests.support.servers import random_id_number, unique
+
+#: How long to wait for the tracker: the servers are shared with other suites, and busy.
+PATIENCE = 90.0
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 _GIVEN = "芳强伟敏静丽军磊洋勇艳杰娟涛明超秀霞平刚"
@@ -211,7 +215,7 @@ class TopicTail:
         return self
 
     async def find(
-        self, matches: Callable[[ConsumerRecord], bool], *, within: float = 30.0
+        self, matches: Callable[[ConsumerRecord], bool], *, within: float = PATIENCE
     ) -> list[ConsumerRecord]:
         """Every record since the start that ``matches``, once there is at least one."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
@@ -278,3 +282,15 @@ async def replay_dead_letter(system: RunningSystem, letter: ConsumerRecord, *, r
     assert done.returncode == 0, done.stderr
     assert letter_id in done.stdout, done.stdout
     return done.stdout
+
+
+async def wait_for_view(
+    client: httpx.AsyncClient,
+    id_number: str,
+    until: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    within: float = PATIENCE,
+) -> dict[str, Any]:
+    """:func:`tests.support.api.wait_for_view`, with :data:`PATIENCE`."""
+    return await api.wait_for_view(client, id_number, until, what=what, within=within)
