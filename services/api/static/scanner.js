@@ -4,6 +4,8 @@
 // reason; the operator then records the scan (a check with this worker's temperature), with
 // an override reason when recording against a denial or without a decision (offline).
 // Scans that cannot be sent wait in localStorage and go as one batch when the network returns.
+// A second tab (#dispositions) is the health station's: find a worker held after a failed
+// check and record what happened next (isolation, release, …) with a required note.
 import {
   ALERT_LABELS,
   ApiError,
@@ -12,6 +14,7 @@ import {
   KIND_LABELS,
   REASON_LABELS,
   Session,
+  formatTime,
   h,
   maskId,
   newScanId,
@@ -30,6 +33,38 @@ const ID_NUMBER = /^[0-9]{17}[0-9Xx]$/;
 const CHECKS = new Set(["departure_check", "arrival_check"]);
 const OFFLINE_REASON = "离线，无法判定 offline: no decision";
 
+// The disposition tab.
+const DISPOSITION_LABELS = {
+  isolation: ["隔离", "Isolation"],
+  medical_observation: ["医学观察", "Medical observation"],
+  released: ["解除", "Released"],
+  code_appeal_upheld: ["申诉成立", "Code appeal upheld"],
+  withdrawn: ["放弃返岗", "Withdrawn"],
+};
+const WORKER_STATUS_LABELS = {
+  open: ["进行中", "open"],
+  held: ["扣留", "held"],
+  broken: ["断链", "broken"],
+  closed: ["已闭环", "closed"],
+  withdrawn: ["放弃返岗", "withdrawn"],
+};
+const STAGE_LABELS = {
+  registered: "名单登记",
+  departure_cleared: "出发体检通过",
+  boarded: "已上车",
+  arrival_cleared: "抵达复检通过",
+  checked_in: "已入厂报到",
+};
+const MAX_NOTE = 2000;
+// How long the page waits for the tracker to apply a disposition before it says "not yet".
+const APPLY_WAIT_MS = 90000;
+const NO_PERMISSION = [
+  "无权限：只有健康站、监管或管理员令牌可登记处置",
+  "No permission: only a health-station, supervisor or admin token may record dispositions",
+];
+// Well formed, never issued: the address of the permission question below.
+const NOBODY = "w_000000000000000000000000";
+
 const $ = (id) => document.getElementById(id);
 const session = new Session("scanner");
 const result = $("result");
@@ -46,10 +81,14 @@ const recent = [];
 let shown = 0; // which scan the banner shows; a late answer for an older one must not replace it
 let pending = null; // the scan identified and decided, waiting for the operator to record it
 let flushing = false;
+// The disposition tab's state: whether this token may record (asked once per token), the
+// worker on the card, and which lookup the card shows (a late answer must not replace it).
+const dsp = { permitted: null, worker: null, kind: null, serial: 0 };
 
 const signedOut = wireSignIn(session, {
   onSignedIn: () => {
-    focusScan();
+    showPermission(null);
+    applyMode();
     flush();
   },
 });
@@ -652,6 +691,290 @@ async function wireCamera() {
   });
 }
 
+// ---- the disposition tab (health station) ------------------------------------------
+function mode() {
+  return location.hash === "#dispositions" ? "disposition" : "scan";
+}
+
+function focusMode() {
+  if (document.body.classList.contains("signed-out")) return;
+  if (mode() === "scan") codeInput.focus();
+  else if (!$("dsp-code").disabled) $("dsp-code").focus();
+}
+
+function applyMode() {
+  const current = mode();
+  document.querySelector("main.app").dataset.mode = current;
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.setAttribute("aria-selected", String(tab.dataset.mode === current));
+  }
+  if (current === "disposition" && session.token) checkPermission();
+  focusMode();
+}
+
+function showPermission(permitted) {
+  dsp.permitted = permitted;
+  const tab = $("tab-disposition");
+  tab.classList.toggle("locked", permitted === false);
+  const notice = $("dsp-permission");
+  notice.hidden = permitted !== false;
+  notice.textContent = permitted === false ? NO_PERMISSION.join(" · ") : "";
+  for (const control of document.querySelectorAll("#dsp-find input, #dsp-find button, #dsp-form button, #dsp-form textarea, #dsp-form input")) {
+    control.disabled = permitted === false;
+  }
+  if (permitted === false) {
+    $("dsp-record-panel").hidden = true;
+    $("dsp-worker").hidden = true;
+  }
+}
+
+// There is no "who am I": ask the recording endpoint with an empty body. The role is checked
+// before the body, so a role that may not record is refused (403) and one that may is told
+// the body is incomplete (422); nothing is recorded either way.
+async function checkPermission() {
+  if (dsp.permitted !== null) return;
+  dsp.permitted = "asking";
+  const token = session.token;
+  try {
+    await session.call("POST", `/v1/workers/${NOBODY}/dispositions`, {});
+    if (session.token === token) showPermission(true);
+  } catch (error) {
+    if (session.token !== token) return;
+    if (error instanceof ApiError && error.status === 401) {
+      dsp.permitted = null;
+      signedOut(error);
+    } else if (error instanceof ApiError && error.status === 403) showPermission(false);
+    else if (error instanceof ApiError) showPermission(true);
+    // Unreachable: ask again when the tab is next opened; recording will say if refused.
+    else dsp.permitted = null;
+  }
+}
+
+function dspBanner(tone, state, headline, english, lines = []) {
+  const box = $("dsp-result");
+  box.hidden = false;
+  box.className = `disposition-mode ${tone}`;
+  box.dataset.state = state;
+  box.replaceChildren(
+    h("div", { class: "headline" }, headline, h("span", { class: "en" }, english)),
+    ...lines.map((line) => (line instanceof Node ? line : h("div", { class: "line" }, line))),
+  );
+}
+
+function hideBanner() {
+  const box = $("dsp-result");
+  box.hidden = true;
+  box.dataset.state = "idle";
+  box.replaceChildren();
+}
+
+function statusText(status) {
+  const [zh, en] = WORKER_STATUS_LABELS[status] ?? ["", status];
+  return `${zh} ${en}`.trim();
+}
+
+function kindText(kind) {
+  const [zh, en] = DISPOSITION_LABELS[kind] ?? ["", kind];
+  return `${zh} ${en}`.trim();
+}
+
+function showWorker(view) {
+  dsp.worker = view;
+  $("dsp-name").textContent = view.name ?? "（无姓名 no name）";
+  $("dsp-id").textContent = view.id_masked;
+  const status = $("dsp-status");
+  status.dataset.status = view.status;
+  status.textContent = `状态 Status: ${statusText(view.status)}`;
+  const where = [
+    `阶段 Stage: ${STAGE_LABELS[view.stage] ?? ""} ${view.stage}`,
+    view.enterprise_id ? `企业 Enterprise: ${view.enterprise_id}` : null,
+    view.trip_id ? `车次 Trip: ${view.trip_id}` : view.travel === "self" ? "自行返岗 Own travel" : null,
+    view.health_code ? `健康码 Code: ${HEALTH_LABELS[view.health_code]} ${view.health_code}` : null,
+  ];
+  $("dsp-where").textContent = where.filter(Boolean).join(" · ");
+  const open = view.alerts.filter((alert) => alert.open);
+  $("dsp-alerts").replaceChildren(...(open.length
+    ? open.map((alert) => h("li", { "data-alert": alert.kind },
+      h("b", {}, ALERT_LABELS[alert.kind] ?? alert.kind), h("span", { class: "en" }, alert.kind),
+      h("span", { class: "muted" }, ` · ${formatTime(alert.raised_at)}`)))
+    : [h("li", { class: "muted" }, "无 None")]));
+  const earlier = view.dispositions ?? [];
+  $("dsp-history").replaceChildren(...(earlier.length
+    ? earlier.map((item) => h("li", { "data-disposition-id": item.disposition_id, "data-kind": item.kind },
+      h("b", {}, kindText(item.kind)),
+      h("span", { class: "muted" }, ` · ${formatTime(item.at)} · ${item.by}`),
+      h("div", {}, item.note)))
+    : [h("li", { class: "muted" }, "无 None")]));
+  $("dsp-updated").textContent = `更新 Updated ${formatTime(view.updated_at)}`;
+  $("dsp-worker").hidden = false;
+}
+
+function chooseKind(kind) {
+  dsp.kind = kind;
+  for (const button of document.querySelectorAll("#dsp-kinds button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.kind === kind));
+  }
+}
+
+function clearDispositionForm() {
+  chooseKind(null);
+  $("dsp-note").value = "";
+  $("dsp-at").value = "";
+  $("dsp-message").textContent = "";
+}
+
+// A scanned code or a typed ID number → the worker's loop view.
+async function findWorker(raw) {
+  const text = raw.trim();
+  if (!text) return;
+  const serial = ++dsp.serial;
+  $("dsp-find-message").textContent = "";
+  hideBanner();
+  clearDispositionForm();
+  $("dsp-record-panel").hidden = true;
+  $("dsp-worker").hidden = true;
+  dsp.worker = null;
+  const identity = identify(text);
+  let view;
+  try {
+    view = identity.id_number
+      ? await session.call("POST", "/v1/workers/lookup", { id_number: identity.id_number })
+      : (await session.call("POST", "/v1/links/resolve", { code: identity.code })).loop;
+  } catch (error) {
+    if (serial !== dsp.serial) return;
+    if (error instanceof ApiError && error.status === 401) return signedOut(error);
+    let message;
+    if (error instanceof ApiError && error.status === 404) {
+      message = identity.code
+        ? ["未找到：该码未关联任何人员，请输入身份证号", "not_found: no worker is linked to this code; type the ID number"]
+        : ["未找到：系统中无此人员", "not_found: no worker known by this ID number"];
+    } else if (error instanceof ApiError && error.status === 403) {
+      message = NO_PERMISSION;
+    } else if (error instanceof ApiError) {
+      message = [REASON_LABELS[error.code] ?? "无法查找", `${error.code}: ${error.message}`];
+    } else {
+      message = ["网络不可用，无法查找", "The network is unavailable: cannot look the worker up"];
+    }
+    $("dsp-find-message").textContent = message.join(" · ");
+    return;
+  }
+  if (serial !== dsp.serial) return;
+  showWorker(view);
+  $("dsp-record-who").textContent = `${view.name ?? ""} ${view.id_masked}`.trim();
+  $("dsp-record-panel").hidden = dsp.permitted === false;
+  // The focus stays on the scan field (the next worker's code); a kind is chosen by a tap.
+  $("dsp-code").focus();
+}
+
+// What the nurse gave, or [zh, en] saying what is still missing.
+function dispositionToRecord() {
+  if (!dsp.kind) {
+    return ["未登记：请选择处置类型", "Not recorded: choose the kind of disposition"];
+  }
+  // Line breaks are control characters the API refuses: a note is one paragraph.
+  const note = $("dsp-note").value.replace(/\s*[\r\n\t]+\s*/g, " ").trim();
+  if (!note) {
+    $("dsp-note").focus();
+    return ["未登记：请填写处置说明（必填）", "Not recorded: a note is required"];
+  }
+  if (note.length > MAX_NOTE) {
+    $("dsp-note").focus();
+    return [`未登记：说明不超过 ${MAX_NOTE} 字`, `Not recorded: the note is at most ${MAX_NOTE} characters`];
+  }
+  const body = { kind: dsp.kind, note };
+  const at = $("dsp-at").value;
+  if (at) {
+    const moment = new Date(at);
+    if (Number.isNaN(moment.getTime())) return ["未登记：时间无效", "Not recorded: the time is not valid"];
+    if (moment.getTime() > Date.now() + 60000) {
+      return ["未登记：发生时间不能晚于现在", "Not recorded: the time must not lie in the future"];
+    }
+    body.at = moment.toISOString();
+  }
+  return body;
+}
+
+async function recordDisposition() {
+  const worker = dsp.worker;
+  if (!worker) return;
+  if (dsp.permitted === false) {
+    $("dsp-message").textContent = NO_PERMISSION.join(" · ");
+    return;
+  }
+  const body = dispositionToRecord();
+  if (Array.isArray(body)) {
+    $("dsp-message").textContent = body.join(" · ");
+    return;
+  }
+  const serial = dsp.serial;
+  const button = $("dsp-record");
+  button.disabled = true;
+  $("dsp-message").textContent = "";
+  let recorded;
+  try {
+    recorded = await session.call("POST", `/v1/workers/${encodeURIComponent(worker.worker_ref)}/dispositions`, body);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signedOut(error);
+    if (error instanceof ApiError && error.status === 403) {
+      showPermission(false);
+      dspBanner("bad", "forbidden", "无权限 NO PERMISSION", "not recorded", [NO_PERMISSION.join(" · ")]);
+      return;
+    }
+    const message = error instanceof ApiError
+      ? [REASON_LABELS[error.code] ?? "未登记", `${error.code}: ${error.message}`]
+      : ["网络不可用，未登记，请重试", "The network is unavailable: not recorded; try again"];
+    $("dsp-message").textContent = message.join(" · ");
+    return;
+  } finally {
+    button.disabled = dsp.permitted === false;
+  }
+  if (serial !== dsp.serial) return;
+  clearDispositionForm();
+  $("dsp-record-panel").hidden = true;
+  const facts = h("dl", { class: "dsp-facts" },
+    h("dt", {}, "处置 Kind"), h("dd", { "data-kind": recorded.kind }, kindText(recorded.kind)),
+    h("dt", {}, "编号 ID"), h("dd", { class: "mono", "data-disposition-id": recorded.disposition_id }, recorded.disposition_id),
+    h("dt", {}, "时间 Time"), h("dd", { "data-at": recorded.at }, formatTime(recorded.at)),
+    h("dt", {}, "登记人 By"), h("dd", {}, recorded.by),
+    h("dt", {}, "说明 Note"), h("dd", {}, recorded.note));
+  const waiting = h("div", { class: "line", "data-applied": "waiting" }, "等待生效… Waiting for the tracker to apply it…");
+  dspBanner("ok", "recorded", "已登记 RECORDED", kindText(recorded.kind), [
+    h("div", { class: "line" }, `${worker.name ?? ""} · ${worker.id_masked}`), facts, waiting,
+  ]);
+  awaitApplied(serial, worker.worker_ref, recorded.disposition_id, waiting);
+}
+
+// The tracker applies the disposition shortly after: read the loop view until it shows it.
+async function awaitApplied(serial, workerRef, dispositionId, line) {
+  const deadline = Date.now() + APPLY_WAIT_MS;
+  let pause = 500;
+  while (Date.now() < deadline && serial === dsp.serial) {
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pause = Math.min(pause * 1.5, 4000);
+    let view;
+    try {
+      view = await session.call("GET", `/v1/workers/${encodeURIComponent(workerRef)}`);
+    } catch {
+      continue;
+    }
+    if (serial !== dsp.serial) return;
+    if (!(view.dispositions ?? []).some((item) => item.disposition_id === dispositionId)) continue;
+    showWorker(view);
+    const open = view.alerts.filter((alert) => alert.open).length;
+    line.dataset.applied = "applied";
+    line.replaceChildren(
+      "已生效 Applied · ",
+      h("b", { "data-status": view.status }, `状态 Status: ${statusText(view.status)}`),
+      ` · 未处理告警 Open alerts: ${open}`);
+    $("dsp-result").dataset.state = "applied";
+    return;
+  }
+  if (serial === dsp.serial) {
+    line.dataset.applied = "late";
+    line.textContent = "已登记，尚未生效：稍后再查此人 · Recorded, not applied yet: look the worker up again later";
+  }
+}
+
 // ---- wiring ------------------------------------------------------------------------
 const started = loadShift();
 showFieldsForKind();
@@ -702,3 +1025,44 @@ window.addEventListener("online", () => {
 window.addEventListener("offline", updateNetwork);
 setInterval(flush, RETRY_MS);
 wireCamera();
+
+for (const tab of document.querySelectorAll('[role="tab"]')) {
+  tab.addEventListener("click", () => {
+    const wanted = tab.dataset.mode === "disposition" ? "#dispositions" : "";
+    history.replaceState(null, "", `${location.pathname}${location.search}${wanted}`);
+    applyMode();
+  });
+}
+window.addEventListener("hashchange", applyMode);
+$("dsp-find").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("dsp-code");
+  const code = input.value;
+  input.value = "";
+  if (dsp.permitted === false) {
+    $("dsp-find-message").textContent = NO_PERMISSION.join(" · ");
+    return;
+  }
+  findWorker(code);
+});
+for (const button of document.querySelectorAll("#dsp-kinds button")) {
+  button.addEventListener("click", () => {
+    chooseKind(button.dataset.kind);
+    $("dsp-message").textContent = "";
+    $("dsp-note").focus();
+  });
+}
+$("dsp-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  recordDisposition();
+});
+$("dsp-cancel").addEventListener("click", () => {
+  dsp.serial += 1;
+  dsp.worker = null;
+  clearDispositionForm();
+  $("dsp-record-panel").hidden = true;
+  $("dsp-worker").hidden = true;
+  hideBanner();
+  focusMode();
+});
+applyMode();
