@@ -10,6 +10,12 @@ colour the health-code platform reports. ``build_wave`` makes such a wave
 (small or city-sized) with realistic exceptions, and says what each loop should
 end as: the pure domain folded over the same scans and colour updates is the
 oracle.
+
+After the failed checks come dispositions, as health stations record them: some held
+with fever are isolated or put under medical observation, some are released after a
+negative retest (and rechecked, or not), a wrongly assigned colour is appealed and
+the appeal upheld, and some workers stay home (withdrawn). Closed loops earn their
+enterprise a transport subsidy at the demo's rates (``DEMO_SUBSIDY_YUAN``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,20 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
-from shared.domain.model import Assignment, HealthCodeUpdate, LoopState, Rules, Scan, decide
-from shared.domain.vocabulary import HealthCode, Kind, Travel
+from shared.domain.model import (
+    Assignment,
+    Disposition,
+    HealthCodeUpdate,
+    LoopState,
+    Rules,
+    Scan,
+    decide,
+)
+from shared.domain.subsidies import LoopOnRecord, Subsidy, SubsidyRates, ledger
+from shared.domain.vocabulary import DispositionKind, HealthCode, Kind, Status, Travel
 from shared.identity import check_digit
 
 
@@ -77,6 +93,21 @@ SHOWS_CARD = 0.18
 
 OVERRIDE_REASON = "健康码黄码申诉中，带队负责人同意随车，抵温后复检"
 
+# What health stations write when they record a disposition.
+DISPOSITION_NOTES = {
+    DispositionKind.ISOLATION: "发热，送集中隔离点隔离观察",
+    DispositionKind.MEDICAL_OBSERVATION: "转定点医院医学观察，待核酸检测结果",
+    DispositionKind.RELEASED: "核酸检测阴性，复测体温正常，解除留观",
+    DispositionKind.CODE_APPEAL_UPHELD: "健康码申诉成立：赋码有误，平台已改为绿码",
+    DispositionKind.WITHDRAWN: "本人决定暂不返岗，留在原籍",
+}
+
+# The demo's transport subsidies, yuan per worker whose loop is verified: roughly what
+# the seed's city paid towards a chartered-bus seat, a special train's ticket, a flight,
+# and a worker's own travel costs. ``returnloop up --demo`` runs with these unless the
+# operator set RETURNLOOP_SUBSIDY_YUAN_*.
+DEMO_SUBSIDY_YUAN = {"bus": 200, "train": 350, "flight": 800, "self": 150}
+
 # Exceptions and practices, per mille of a city wave: roughly as often as a real
 # wave saw them. ``self_drive`` and ``platform_green`` are practices (their loops
 # close); the rest are the exceptions supervisors must see.
@@ -95,6 +126,13 @@ PER_MILLE = {
     "platform_green": 60,
     "self_drive": 30,
     "self_overdue": 1,
+    # Dispositions after a failed check (the held ones of fever_held and red_at_arrival
+    # are isolated or put under medical observation too).
+    "released_at_departure": 2,
+    "released_at_arrival": 2,
+    "appeal_upheld": 2,
+    "withdrawn_at_home": 3,
+    "fever_withdrawn": 1,
 }
 # The small wave: each case at least once, the same counts whatever the seed.
 SMALL_PLAN = {
@@ -112,8 +150,19 @@ SMALL_PLAN = {
     "platform_green": 20,
     "self_drive": 8,
     "self_overdue": 1,
+    "released_at_departure": 1,
+    "released_at_arrival": 1,
+    "appeal_upheld": 1,
+    "withdrawn_at_home": 2,
+    "fever_withdrawn": 1,
 }
 SELF_TRAVEL = ("self_drive", "self_overdue")
+HELD_AT_DEPARTURE_WITH_FEVER = (
+    "fever_recovers",
+    "fever_held",
+    "released_at_departure",
+    "fever_withdrawn",
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +195,8 @@ class Wave:
     links: list[dict[str, str]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     holders: dict[str, str] = field(default_factory=dict)
+    # Dispositions to record after the scans: {"id_number", "kind", "note", "at"}.
+    dispositions: list[dict[str, str]] = field(default_factory=list)
     expected: dict[str, Any] = field(default_factory=dict)
     exceptions: Counter[str] = field(default_factory=Counter)
     # exception or practice -> the ID numbers of the workers it was planted on
@@ -246,10 +297,12 @@ def build_wave(
     rules: Rules | None = None,
     boarding_grace: timedelta = timedelta(minutes=30),
     shape: WaveShape | None = None,
+    rates: SubsidyRates | None = None,
 ) -> Wave:
     """A wave of ``size`` (small or city) whose events lie in the hours before ``now``.
 
-    ``shape`` overrides the size's numbers (the benchmark's waves of any size).
+    ``shape`` overrides the size's numbers (the benchmark's waves of any size);
+    ``rates`` are the subsidy rates the prediction pays (default: the demo's).
     """
     shape = shape or SHAPES[size]
     rng = random.Random(seed)
@@ -318,6 +371,7 @@ def build_wave(
     updates: list[dict[str, Any]] = []
     holders: dict[str, str] = {}
     scans_by_worker = []
+    dispositions: list[dict[str, str]] = []
     exceptions: Counter[str] = Counter()
     planted: dict[str, list[str]] = {}
     trip_index, seat = 0, 0
@@ -366,16 +420,18 @@ def build_wave(
             worker["trip_id"] = trip["trip_id"]
         workers.append(worker)
         id_numbers.append(id_number)
+        nth = exceptions[kind] if kind else 0
+        journey = _Journey(rng, f"{run:06x}-{index:05d}", person, kind, nth)
         if kind:
             exceptions[kind] += 1
             planted.setdefault(kind, []).append(id_number)
-        journey = _Journey(rng, f"{run:06x}-{index:05d}", person, kind)
         if trip is None:
             journey.drive(now, origin, worker, enterprise)
         else:
             journey.travel(trip, enterprise, enterprises)
         scans_by_worker.append(journey.scans)
         updates.extend(journey.updates)
+        dispositions.extend(journey.dispositions)
     deliveries = _deliver(rng, scans_by_worker)
     wave = Wave(
         manifest={"enterprises": enterprises, "trips": trips, "workers": workers},
@@ -384,11 +440,16 @@ def build_wave(
         links=links,
         updates=updates,
         holders=holders,
+        dispositions=dispositions,
         exceptions=exceptions,
         planted=planted,
     )
     wave.expected = expected_outcome(
-        wave, now=now, rules=rules or Rules(), boarding_grace=boarding_grace
+        wave,
+        now=now,
+        rules=rules or Rules(),
+        boarding_grace=boarding_grace,
+        rates=rates if rates is not None else demo_subsidy_rates(),
     )
     return wave
 
@@ -396,13 +457,18 @@ def build_wave(
 class _Journey:
     """One worker's scans (and platform colours) from home door to factory door."""
 
-    def __init__(self, rng: random.Random, prefix: str, person: Person, kind: str | None) -> None:
+    def __init__(
+        self, rng: random.Random, prefix: str, person: Person, kind: str | None, nth: int = 0
+    ) -> None:
         self.rng = rng
         self.prefix = prefix
         self.person = person
         self.kind = kind
+        # How many workers were planted with this kind before this one.
+        self.nth = nth
         self.scans: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
+        self.dispositions: list[dict[str, str]] = []
         # Checks go by the platform's colour: none is scanned.
         self.platform = kind in ("platform_green", "colour_stale_held")
 
@@ -433,6 +499,17 @@ class _Journey:
             fields.setdefault("health_code", "green")
         self.scan(kind, at, station=station, temperature_c=temperature_c, **fields)
 
+    def dispose(self, kind: DispositionKind, at: datetime) -> None:
+        """A disposition a health station (or the recruiting team) records at ``at``."""
+        self.dispositions.append(
+            {
+                "id_number": self.person.id_number,
+                "kind": kind.value,
+                "note": DISPOSITION_NOTES[kind],
+                "at": _ts(at),
+            }
+        )
+
     def colour(self, colour: str, as_of: datetime) -> None:
         """A colour the health-code platform reports (by the health code where linked)."""
         named = (
@@ -452,16 +529,34 @@ class _Journey:
             self.colour("green", check_at - timedelta(hours=rng.randrange(30, 40)))
             self.check("departure_check", check_at, team)
             return False
-        if self.kind in ("fever_recovers", "fever_held"):
+        if self.kind in HELD_AT_DEPARTURE_WITH_FEVER:
             self.check("departure_check", check_at, team, round(rng.uniform(37.4, 38.6), 1))
-            if self.kind == "fever_held":
+            if self.kind == "fever_recovers":
+                check_at += timedelta(minutes=20)
+            else:
+                self.after_fever_at_departure(check_at)
                 return False
-            check_at += timedelta(minutes=20)
         if self.kind in ("code_yellow", "override_boarding"):
             self.check("departure_check", check_at, team, health_code="yellow")
             return self.kind == "override_boarding"
         self.check("departure_check", check_at, team)
         return True
+
+    def after_fever_at_departure(self, check_at: datetime) -> None:
+        """Held with fever at departure: what the health station records next. The bus
+        leaves without them in every case."""
+        rng = self.rng
+        if self.kind == "fever_held" and self.nth % 2 == 0:
+            self.dispose(
+                DispositionKind.ISOLATION, check_at + timedelta(minutes=rng.randrange(20, 40))
+            )
+        elif self.kind == "released_at_departure":
+            # Observed, retested negative hours later: released, but the bus has gone.
+            observed = check_at + timedelta(minutes=rng.randrange(20, 40))
+            self.dispose(DispositionKind.MEDICAL_OBSERVATION, observed)
+            self.dispose(DispositionKind.RELEASED, observed + timedelta(hours=rng.uniform(3, 6)))
+        elif self.kind == "fever_withdrawn":
+            self.dispose(DispositionKind.WITHDRAWN, check_at + timedelta(hours=rng.uniform(1, 3)))
 
     def arrival(self, arrive_at: datetime, station: str) -> datetime | None:
         """The arrival recheck(s); when the worker passed, or None if they did not."""
@@ -472,7 +567,27 @@ class _Journey:
         if self.kind in ("red_at_arrival", "override_boarding"):
             colour = "red" if self.kind == "red_at_arrival" else "green"
             self.check("arrival_check", arrive_at, station, health_code=colour)
+            if self.kind == "red_at_arrival":
+                observed = arrive_at + timedelta(minutes=rng.randrange(15, 45))
+                self.dispose(DispositionKind.MEDICAL_OBSERVATION, observed)
             return None
+        if self.kind == "released_at_arrival":
+            # Fever at the station: observed, retested negative within the hour, released
+            # and rechecked. (Every event stays well before ``now``: arrivals are at least
+            # three and a half hours back, and the check-in follows within two.)
+            self.check("arrival_check", arrive_at, station, round(rng.uniform(37.4, 38.2), 1))
+            observed = arrive_at + timedelta(minutes=rng.randrange(10, 20))
+            self.dispose(DispositionKind.MEDICAL_OBSERVATION, observed)
+            released = observed + timedelta(minutes=rng.randrange(35, 55))
+            self.dispose(DispositionKind.RELEASED, released)
+            arrive_at = released + timedelta(minutes=rng.randrange(5, 10))
+        if self.kind == "appeal_upheld":
+            # Scanned yellow at the station; the worker appeals, the platform admits the
+            # colour was wrongly assigned, and the recheck shows green.
+            self.check("arrival_check", arrive_at, station, health_code="yellow")
+            upheld = arrive_at + timedelta(minutes=rng.randrange(40, 70))
+            self.dispose(DispositionKind.CODE_APPEAL_UPHELD, upheld)
+            arrive_at = upheld + timedelta(minutes=rng.randrange(5, 10))
         if self.kind == "fever_at_arrival_recovers":
             self.check("arrival_check", arrive_at, station, 37.6)
             arrive_at += timedelta(minutes=30)
@@ -504,6 +619,10 @@ class _Journey:
         rng = self.rng
         departs = datetime.fromisoformat(trip["departs_at"])
         eta = datetime.fromisoformat(trip["eta"])
+        if self.kind == "withdrawn_at_home":
+            # Told the recruiting team the evening before that they stay home.
+            self.dispose(DispositionKind.WITHDRAWN, departs - timedelta(hours=rng.uniform(3, 12)))
+            return
         if self.kind == "no_show":
             return
         check_at = departs - timedelta(minutes=rng.randrange(45, 120))
@@ -583,6 +702,27 @@ def to_domain_update(body: dict[str, Any]) -> HealthCodeUpdate:
     )
 
 
+def to_domain_dispositions(wave: Wave) -> dict[str, list[Disposition]]:
+    """ID number -> the wave's dispositions as the domain reads them. The server gives each
+    its own id; the fold needs one only to order dispositions of one instant, and the wave
+    never records two for a worker at the same instant."""
+    found: dict[str, list[Disposition]] = {}
+    for index, body in enumerate(wave.dispositions):
+        found.setdefault(body["id_number"], []).append(
+            Disposition(
+                disposition_id=f"demo-{index:06d}",
+                kind=DispositionKind(body["kind"]),
+                at=datetime.fromisoformat(body["at"]),
+                note=body["note"],
+            )
+        )
+    return found
+
+
+def demo_subsidy_rates() -> SubsidyRates:
+    return SubsidyRates(**{way: Decimal(rate) for way, rate in DEMO_SUBSIDY_YUAN.items()})
+
+
 def assignment_of(worker: dict[str, Any]) -> Assignment:
     """What a manifest worker entry expects, as the domain reads it."""
     expected = worker.get("expected_arrival")
@@ -595,7 +735,8 @@ def assignment_of(worker: dict[str, Any]) -> Assignment:
 
 
 def expected_states(wave: Wave, *, now: datetime, rules: Rules) -> dict[str, LoopState]:
-    """ID number -> the state the pure domain folds from the wave's scans and colours."""
+    """ID number -> the state the pure domain folds from the wave's scans, colours and
+    dispositions."""
     etas = {t["trip_id"]: datetime.fromisoformat(t["eta"]) for t in wave.manifest["trips"]}
     scans: dict[str, list[Scan]] = {}
     for body in wave.scans:
@@ -603,10 +744,12 @@ def expected_states(wave: Wave, *, now: datetime, rules: Rules) -> dict[str, Loo
     updates: dict[str, list[HealthCodeUpdate]] = {}
     for body in wave.updates:
         updates.setdefault(wave.id_number_of(body), []).append(to_domain_update(body))
+    dispositions = to_domain_dispositions(wave)
     return {
         worker["id_number"]: decide(
             scans.get(worker["id_number"], ()),
             updates.get(worker["id_number"], ()),
+            dispositions.get(worker["id_number"], ()),
             now=now,
             assignment=assignment_of(worker),
             trip_etas=etas,
@@ -616,11 +759,53 @@ def expected_states(wave: Wave, *, now: datetime, rules: Rules) -> dict[str, Loo
     }
 
 
+def expected_ledger(wave: Wave, states: dict[str, LoopState], rates: SubsidyRates) -> list[Subsidy]:
+    """The domain's subsidy ledger over these loop states (``worker_ref``: the ID number),
+    each worker paid at the mode of their manifest trip, or ``self``."""
+    modes = {t["trip_id"]: t["mode"] for t in wave.manifest["trips"]}
+    loops = []
+    for worker in wave.manifest["workers"]:
+        state = states[worker["id_number"]]
+        checkin = state.checkpoints.get(Kind.CHECKIN)
+        loops.append(
+            LoopOnRecord(
+                worker_ref=worker["id_number"],
+                enterprise_id=worker.get("enterprise_id"),
+                status=state.status,
+                travel=Travel(worker.get("travel", Travel.ORGANISED.value)),
+                mode=modes.get(worker.get("trip_id") or state.boarded_trip_id or ""),
+                closed_at=checkin.at if checkin and state.status is Status.CLOSED else None,
+            )
+        )
+    return ledger(loops, rates)
+
+
+def summarise_ledger(subsidies: list[Subsidy]) -> dict[str, Any]:
+    """A ledger's total, paid loops and per-enterprise (workers, amount), as the API sums them."""
+    enterprises: dict[str, tuple[int, Decimal]] = {}
+    for subsidy in subsidies:
+        enterprise_id = subsidy.loop.enterprise_id
+        assert enterprise_id is not None  # the ledger pays enterprises only
+        workers, amount = enterprises.get(enterprise_id, (0, Decimal(0)))
+        enterprises[enterprise_id] = (workers + 1, amount + subsidy.amount_yuan)
+    return {
+        "total_yuan": sum((s.amount_yuan for s in subsidies), Decimal(0)),
+        "workers": len(subsidies),
+        "enterprises": dict(sorted(enterprises.items())),
+    }
+
+
 def expected_outcome(
-    wave: Wave, *, now: datetime, rules: Rules, boarding_grace: timedelta = timedelta(minutes=30)
+    wave: Wave,
+    *,
+    now: datetime,
+    rules: Rules,
+    boarding_grace: timedelta = timedelta(minutes=30),
+    rates: SubsidyRates | None = None,
 ) -> dict[str, Any]:
-    """Fold each worker's scans and colours with the pure domain: the counts the system
-    must reach, and each departed trip's no-shows (manifest workers who never boarded)."""
+    """Fold each worker's scans, colours and dispositions with the pure domain: the counts
+    the system must reach, each departed trip's no-shows (manifest workers who never
+    boarded), and the subsidy ledger at ``rates`` (default: the demo's)."""
     states = expected_states(wave, now=now, rules=rules)
     departed = {
         t["trip_id"]
@@ -652,4 +837,7 @@ def expected_outcome(
         "open_alerts": dict(alerts),
         "per_worker": per_worker,
         "no_show": no_show,
+        "subsidies": summarise_ledger(
+            expected_ledger(wave, states, rates if rates is not None else demo_subsidy_rates())
+        ),
     }

@@ -7,19 +7,22 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 from tqdm import tqdm
 
-from services.cli.demo import Wave, build_wave
+from services.cli.demo import Wave, build_wave, expected_ledger, expected_states, summarise_ledger
 from shared.adapters.postgres.pool import create_pool
+from shared.domain.subsidies import SubsidyRates
 from shared.domain.vocabulary import Status
 from shared.identity import Pseudonymiser
 from shared.settings import Settings, rules_from
 
 # The summary's order: the loops that ended well first.
-SUMMARY_ORDER = (Status.CLOSED, Status.HELD, Status.BROKEN, Status.OPEN)
+SUMMARY_ORDER = (Status.CLOSED, Status.HELD, Status.BROKEN, Status.OPEN, Status.WITHDRAWN)
+WAYS = ("bus", "train", "flight", "self")
 
 BATCH = 500
 UPDATES_BATCH = 1000
@@ -98,6 +101,64 @@ async def _post_batches(
     return rejected
 
 
+async def _dispose(
+    client: httpx.AsyncClient, wave: Wave, ref_of: dict[str, str]
+) -> tuple[list[str], int]:
+    """Record the wave's dispositions (as a health station would, after the scans); the
+    ids the server gave them, and the number refused."""
+    recorded: list[str] = []
+    refused = 0
+
+    async def one(body: dict[str, str]) -> None:
+        nonlocal refused
+        response = await _send(
+            client,
+            "POST",
+            f"/v1/workers/{ref_of[body['id_number']]}/dispositions",
+            json={"kind": body["kind"], "note": body["note"], "at": body["at"]},
+        )
+        if response.status_code != 201:
+            refused += 1
+            return
+        recorded.append(response.json()["disposition_id"])
+
+    total = len(wave.dispositions)
+    await _bounded(wave.dispositions, one, desc="dispositions recorded", total=total)
+    return recorded, refused
+
+
+async def _subsidies(
+    client: httpx.AsyncClient, enterprise_ids: list[str]
+) -> tuple[dict[str, Decimal] | None, dict[str, tuple[int, Decimal]]]:
+    """GET /v1/subsidies for each of the wave's enterprises: the rates the API pays, and
+    each enterprise's (workers, amount) it lists."""
+    rates: dict[str, Decimal] | None = None
+    found: dict[str, tuple[int, Decimal]] = {}
+
+    async def one(enterprise_id: str) -> None:
+        nonlocal rates
+        response = await _send(
+            client, "GET", "/v1/subsidies", params={"enterprise_id": enterprise_id}
+        )
+        response.raise_for_status()
+        body = response.json()
+        rates = {way: _decimal(body["rates"][way]) for way in WAYS}
+        for row in body["enterprises"]:
+            found[row["enterprise_id"]] = (row["workers"], _decimal(row["amount_yuan"]))
+
+    await _bounded(enterprise_ids, one, desc="subsidies read", total=len(enterprise_ids))
+    return rates, dict(sorted(found.items()))
+
+
+def _decimal(amount: float) -> Decimal:
+    # The API sends yuan as JSON numbers: two decimals at most.
+    return round(Decimal(str(amount)), 2)
+
+
+def _yuan(amount: Decimal) -> str:
+    return f"{amount:,.2f}".removesuffix(".00")
+
+
 async def _no_shows(client: httpx.AsyncClient, trip_ids: list[str]) -> dict[str, set[str]]:
     """Each trip's ``no_show`` as the API lists it."""
     found: dict[str, set[str]] = {}
@@ -124,12 +185,14 @@ async def feed_and_summarise(
     alive: Callable[[], bool] = lambda: True,
     settle_timeout_s: float = 600.0,
     seed: int = 2020,
+    rates: SubsidyRates | None = None,
 ) -> bool:
-    """Post the wave's manifest, links, platform colours and scans, wait until every scan
-    and colour is applied, print a summary.
+    """Post the wave's manifest, links, platform colours and scans, then record its
+    dispositions; wait until every one is applied, print a summary.
 
-    Returns whether every loop (and every trip's no-shows) ended as the pure domain
-    says it should.
+    Returns whether every loop (every trip's no-shows, and the subsidy ledger) ended
+    as the pure domain says it should. The ledger is predicted at ``rates`` (the API
+    must report the same); without them, at the rates the API reports.
     """
     wave = build_wave(
         size,
@@ -137,6 +200,7 @@ async def feed_and_summarise(
         rules=rules_from(settings),
         boarding_grace=timedelta(minutes=settings.boarding_grace_minutes),
         seed=seed,
+        rates=rates,
     )
     headers = {"Authorization": f"Bearer {admin_token}"}
     trips = wave.manifest["trips"]
@@ -152,7 +216,9 @@ async def feed_and_summarise(
         f"  {len(wave.links)} workers' codes linked first, {len(wave.updates)} platform "
         f"colours, {len(wave.scans)} scans naming the worker by health code "
         f"{named['health_code']}, social-security card {named['ssc_card']}, ID number "
-        f"{named['id_number']} (with duplicates and out-of-order delivery)",
+        f"{named['id_number']} (with duplicates and out-of-order delivery), then "
+        f"{len(wave.dispositions)} dispositions after failed checks "
+        f"({_kinds(wave.dispositions)})",
         flush=True,
     )
     started = time.monotonic()
@@ -168,10 +234,12 @@ async def feed_and_summarise(
             client, "/v1/healthcode/updates", "updates", wave.updates, UPDATES_BATCH
         )
         rejected += await _post_batches(client, "/v1/scans", "scans", wave.scans, BATCH)
-        sent_after = time.monotonic() - started
         pseudonymiser = Pseudonymiser(worker_ref_key)
         ref_of = {number: pseudonymiser.worker_ref(number) for number in wave.id_numbers}
         refs = list(ref_of.values())
+        disposition_ids, refused_dispositions = await _dispose(client, wave, ref_of)
+        rejected += refused_dispositions
+        sent_after = time.monotonic() - started
         unique_scans = len({scan["scan_id"] for scan in wave.scans})
         unique_updates = len(
             {
@@ -182,15 +250,18 @@ async def feed_and_summarise(
         pool = await create_pool(database_url, max_size=2)
         try:
             deadline = time.monotonic() + settle_timeout_s
-            expected_total = unique_scans + unique_updates
+            expected_total = unique_scans + unique_updates + len(disposition_ids)
             with tqdm(total=expected_total, unit="event", desc="applied", disable=None) as bar:
                 while True:
                     applied = await pool.fetchval(
                         "SELECT (SELECT count(*) FROM applied_scans "
                         "        WHERE worker_ref = ANY($1::text[])) "
                         "     + (SELECT count(*) FROM health_code_updates "
-                        "        WHERE worker_ref = ANY($1::text[]))",
+                        "        WHERE worker_ref = ANY($1::text[])) "
+                        "     + (SELECT count(*) FROM dispositions "
+                        "        WHERE disposition_id = ANY($2::text[]))",
                         refs,
+                        disposition_ids,
                     )
                     bar.update(applied - bar.n)
                     if applied >= expected_total:
@@ -216,10 +287,13 @@ async def feed_and_summarise(
             await pool.close()
         settled_after = time.monotonic() - started
         no_shows = await _no_shows(client, [trip["trip_id"] for trip in trips])
+        api_rates, paid = await _subsidies(
+            client, [e["enterprise_id"] for e in wave.manifest["enterprises"]]
+        )
     if refused:
         print(f"{refused} links refused (a code bound to someone else): named by ID number")
     print(
-        f"linked after {linked_after:.1f} s, sent every colour and scan after "
+        f"linked after {linked_after:.1f} s, sent every colour, scan and disposition after "
         f"{sent_after:.1f} s; every one applied after "
         f"{settled_after:.1f} s ({unique_scans / settled_after:,.0f} unique scans/s end to end)"
     )
@@ -246,7 +320,32 @@ async def feed_and_summarise(
         f"no-shows  {sum(map(len, no_shows.values()))} on {len(no_shows)} trips "
         f"(expected {sum(map(len, predicted.values()))} on {len(predicted)} trips)"
     )
+    predicted_ledger = wave.expected["subsidies"]
+    if rates is None and api_rates is not None:
+        # No rates of our own: predict at the rates the API pays.
+        states = expected_states(wave, now=now, rules=rules_from(settings))
+        paying = SubsidyRates(**api_rates)
+        predicted_ledger = summarise_ledger(expected_ledger(wave, states, paying))
+    paid_total = sum((amount for _, amount in paid.values()), Decimal(0))
+    paid_loops = sum(workers for workers, _ in paid.values())
+    shown_rates = (
+        ", ".join(f"{way} {_yuan(api_rates[way])}" for way in WAYS) if api_rates else "none read"
+    )
+    print(
+        f"subsidies  total {_yuan(paid_total)} yuan "
+        f"(expected {_yuan(predicted_ledger['total_yuan'])}) for {paid_loops} verified loops "
+        f"(expected {predicted_ledger['workers']}); yuan per worker: {shown_rates}"
+    )
+    rates_agree = rates is None or api_rates == {way: getattr(rates, way) for way in WAYS}
+    if not rates_agree:
+        print(f"MISMATCH: the API pays other rates than the demo's ({rates})")
     ok = all(seen.get(s, 0) == expected.get(s, 0) for s in SUMMARY_ORDER)
     ok = ok and open_alerts == wave.expected["open_alerts"] and no_shows == predicted
+    ok = ok and rates_agree and paid == predicted_ledger["enterprises"]
     print("every loop ended as expected" if ok else "MISMATCH: see the counts above", flush=True)
     return ok
+
+
+def _kinds(dispositions: list[dict[str, str]]) -> str:
+    counts = Counter(body["kind"] for body in dispositions)
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))

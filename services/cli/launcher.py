@@ -24,7 +24,7 @@ import httpx
 from services.cli.embedded import configured_or_embedded
 from shared.adapters.kafka.admin import ensure_topics
 from shared.adapters.postgres.schema import migrate
-from shared.settings import Settings, resolve_worker_ref_key
+from shared.settings import Settings, resolve_worker_ref_key, subsidy_rates_from
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,20 @@ def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout
     raise RuntimeError(f"the API was not ready within {timeout:.0f} s")
 
 
+def demo_subsidy_settings(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """A demo runs with the demo's subsidy rates wherever the operator set none: the
+    settings to predict with, and the RETURNLOOP_SUBSIDY_YUAN_* the servers need."""
+    from services.cli.demo import DEMO_SUBSIDY_YUAN
+
+    defaults = {
+        f"subsidy_yuan_{way}": rate
+        for way, rate in DEMO_SUBSIDY_YUAN.items()
+        if f"subsidy_yuan_{way}" not in settings.model_fields_set
+    }
+    env = {f"RETURNLOOP_{name.upper()}": str(rate) for name, rate in defaults.items()}
+    return settings.model_copy(update=defaults), env
+
+
 def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed: int = 2020) -> int:
     """Run the whole system until Ctrl-C (or until the demo is summarised)."""
     _terminate_on_sigterm()
@@ -124,6 +138,9 @@ def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed:
     admin_token = _admin_token(settings)
     logs = settings.data_dir.resolve() / "logs"
     logs.mkdir(exist_ok=True)
+    demo_env: dict[str, str] = {}
+    if demo:
+        settings, demo_env = demo_subsidy_settings(settings)
     with servers(settings) as found:
         migrate(found.database_url)
         ensure_topics(
@@ -138,6 +155,7 @@ def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed:
             "RETURNLOOP_DATABASE_URL": found.database_url,
             "RETURNLOOP_WORKER_REF_KEY": key,
             "RETURNLOOP_ADMIN_TOKEN": admin_token,
+            **demo_env,
         }
         processes = {
             "tracker": _spawn("tracker", env, logs / "tracker.log"),
@@ -166,6 +184,7 @@ def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed:
                         now=datetime.now(UTC),
                         alive=lambda: all(p.poll() is None for p in processes.values()),
                         seed=seed,
+                        rates=subsidy_rates_from(settings),
                     )
                 )
                 if exit_after_demo:
