@@ -212,6 +212,7 @@ async def test_districts_sum_their_enterprises_rosters(
         "on_post_ratio": 2 / 6,
         "held": 1,
         "broken": 0,
+        "withdrawn": 0,  # contract v1.1, "After a failed check: dispositions"
     }
 
 

@@ -17,14 +17,21 @@ import asyncpg
 
 from shared.adapters.postgres.supervision import in_district, stream_rows
 
-# Everyone on the enterprise's manifest not checked in there, with their open alerts.
+# Everyone on the enterprise's manifest not checked in there, with their open alerts
+# (gathered once for the enterprise rather than looked up worker by worker).
 _NOT_BACK = """
     SELECT w.worker_ref, w.id_masked, w.name,
            coalesce(w.trip_id, s.boarded_trip_id) AS trip_id, w.travel,
            coalesce(s.stage, 'registered') AS stage, coalesce(s.status, 'open') AS status,
-           coalesce((SELECT array_agg(DISTINCT a.kind ORDER BY a.kind) FROM alerts a
-                     WHERE a.worker_ref = w.worker_ref AND a.open), '{}') AS open_alerts
-    FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+           coalesce(o.kinds, '{}') AS open_alerts
+    FROM workers w
+    LEFT JOIN loop_state s USING (worker_ref)
+    LEFT JOIN (
+        SELECT a.worker_ref, array_agg(DISTINCT a.kind ORDER BY a.kind) AS kinds
+        FROM alerts a JOIN workers aw USING (worker_ref)
+        WHERE a.open AND aw.enterprise_id = $1
+        GROUP BY a.worker_ref
+    ) o USING (worker_ref)
     WHERE w.enterprise_id = $1 AND s.checked_in_enterprise_id IS DISTINCT FROM $1
     ORDER BY w.name NULLS LAST, w.worker_ref
 """
