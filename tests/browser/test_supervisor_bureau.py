@@ -60,6 +60,7 @@ async def test_a_district_supervisor_drills_down_to_who_is_not_back_and_download
         lambda: admin.get(f"/v1/enterprises/{enterprise_id}/roster"),
         lambda response: response.json()["checked_in"] == 1 and response.json()["held"] == 1,
         what="one on post, one held",
+        within=90,
     )
     token = await issue_token(admin, "supervisor", district=district)
 

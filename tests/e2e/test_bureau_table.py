@@ -132,6 +132,7 @@ async def table(system: Any) -> Table:
             roster,
             lambda r: r["checked_in"] == 2 and r["held"] == 1 and r["departed"] == 3,
             what="two on post and one held",
+            within=90,
         )
     return Table(district, enterprise_id, second, elsewhere, trip_id, ids, today)
 

@@ -72,11 +72,14 @@ async def world(system: Any) -> World:
             found: list[dict[str, Any]] = response.json()["alerts"]
             return found
 
-        await eventually(alerts, lambda found: len(found) == 3, what="three fever alerts")
+        await eventually(
+            alerts, lambda found: len(found) == 3, what="three fever alerts", within=90
+        )
         await eventually(
             lambda: admin.get(f"/v1/enterprises/{enterprise_id}/roster"),
             lambda response: response.json()["checked_in"] == 1,
             what="one on post",
+            within=90,
         )
     return World(district, enterprise_id, trip_id, ids)
 
