@@ -31,6 +31,9 @@ async def test_the_demo_wave_ends_as_the_domain_predicts_and_no_id_number_is_sto
     printed = capsys.readouterr().out
     assert ok, printed
     assert "every loop ended as expected" in printed
+    assert "withdrawn: 3 (expected 3)" in printed
+    # Paid at the rates the system was started with (tests/e2e/conftest.py).
+    assert "subsidies  total 56,600 yuan (expected 56,600) for 285 verified loops" in printed
 
     from services.cli.demo import build_wave
 

@@ -84,7 +84,13 @@ def test_up_with_the_demo_prints_the_ready_line_and_a_summary_that_matches(
     assert process.returncode == 0, output + errors
     ready = [line for line in output.splitlines() if line.startswith("returnloop is ready: ")]
     assert ready and f"http://127.0.0.1:{port}" in ready[0]
-    assert "loops    closed: 289 (expected 289)" in output
+    assert "loops    closed: 285 (expected 285)" in output
+    assert "withdrawn: 3 (expected 3)" in output
+    # The demo's rates (none set here): 277 loops by bus at 200, 8 self-driven at 150.
+    assert (
+        "subsidies  total 56,600 yuan (expected 56,600) for 285 verified loops (expected 285); "
+        "yuan per worker: bus 200, train 350, flight 800, self 150"
+    ) in output
     assert "every loop ended as expected" in output
     _assert_a_quiet_console(output, errors, tmp_path)
     assert _port_is_closed(port)
