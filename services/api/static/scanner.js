@@ -57,7 +57,7 @@ const STAGE_LABELS = {
 };
 const MAX_NOTE = 2000;
 // How long the page waits for the tracker to apply a disposition before it says "not yet".
-const APPLY_WAIT_MS = 90000;
+const APPLY_WAIT_MS = 120000;
 const NO_PERMISSION = [
   "无权限：只有健康站、监管或管理员令牌可登记处置",
   "No permission: only a health-station, supervisor or admin token may record dispositions",
