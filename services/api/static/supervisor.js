@@ -1,6 +1,6 @@
 // The supervisor page: districts, one table per enterprise (drilling down to who is not back
-// and the daily progress toward 100 %), trips with missing workers, open alerts; each table
-// downloads as CSV or XLSX.
+// and the daily progress toward 100 %), held workers with their dispositions and days held,
+// trips with missing workers, open alerts; each list table downloads as CSV or XLSX.
 import {
   ALERT_LABELS,
   ApiError,
@@ -32,6 +32,15 @@ const STATUS_LABELS = {
   withdrawn: "已退出 withdrawn",
 };
 const SVG = "http://www.w3.org/2000/svg";
+// The held table lists this many workers, longest held first.
+const HELD_SHOWN = 200;
+const DISPOSITION_LABELS = {
+  isolation: "隔离 isolation",
+  medical_observation: "医学观察 medical observation",
+  released: "解除 released",
+  code_appeal_upheld: "申诉成立 code appeal upheld",
+  withdrawn: "放弃返岗 withdrawn",
+};
 
 const session = new Session("supervisor");
 const state = {
@@ -40,6 +49,7 @@ const state = {
   trips: [],
   alerts: [],
   moreAlerts: false,
+  held: [],
   expanded: new Map(),
   // The district the enterprises are filtered to (undefined: all; null: those with none).
   district: undefined,
@@ -67,17 +77,19 @@ async function refresh() {
   clearTimeout(timer);
   if (!session.token) return;
   try {
-    const [districts, enterprises, trips, alerts] = await Promise.all([
+    const [districts, enterprises, trips, alerts, held] = await Promise.all([
       session.call("GET", "/v1/districts"),
       session.call("GET", "/v1/enterprises"),
       session.call("GET", "/v1/trips?with_missing_only=true"),
       session.call("GET", `/v1/alerts?status=open&limit=${ALERT_PAGE}`),
+      session.call("GET", "/v1/held"),
     ]);
     state.districts = districts.districts;
     state.enterprises = enterprises.enterprises;
     state.trips = trips.trips;
     state.alerts = alerts.alerts;
     state.moreAlerts = alerts.next_cursor !== null;
+    state.held = held.workers;
     for (const tripId of state.expanded.keys()) {
       state.expanded.set(tripId, await session.call("GET", `/v1/trips/${encodeURIComponent(tripId)}`));
     }
@@ -110,6 +122,8 @@ function render() {
   renderTiles(enterprises, alerts);
   renderDistricts();
   renderEnterprises(enterprises);
+  renderHeld(state.held.filter((w) =>
+    matches(w.name, w.id_masked, w.enterprise_id, w.trip_id, w.worker_ref, ...w.open_alerts.map((a) => a.kind))));
   renderTrips(trips);
   renderAlerts(alerts);
 }
@@ -409,4 +423,52 @@ function renderAlerts(alerts) {
   $("alerts").tBodies[0].replaceChildren(
     ...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "empty" }, "没有未处理告警 No open alerts"))]),
   );
+}
+
+// Held workers, longest held first (the API's order; kept here too so a tie or a missing
+// held_since cannot reorder the rows between refreshes).
+function heldOrder(a, b) {
+  const days = (b.days_held ?? -1) - (a.days_held ?? -1);
+  if (days) return days;
+  const since = (a.held_since ?? "\uffff").localeCompare(b.held_since ?? "\uffff");
+  return since || a.worker_ref.localeCompare(b.worker_ref);
+}
+
+function alertWords(kind) {
+  return h("div", { class: "held-alert", "data-kind": kind },
+    ALERT_LABELS[kind] ?? kind, h("span", { class: "en" }, kind.replaceAll("_", " ")));
+}
+
+function dispositionItem(d) {
+  return h("li", { "data-kind": d.kind, "data-disposition-id": d.disposition_id },
+    h("span", { class: `disposition-kind ${d.kind}` }, DISPOSITION_LABELS[d.kind] ?? d.kind),
+    h("span", { class: "muted nowrap" }, ` ${formatTime(d.at)}`),
+    d.note ? h("div", { class: "disposition-note" }, d.note) : null);
+}
+
+function renderHeld(workers) {
+  const sorted = [...workers].sort(heldOrder);
+  const shown = sorted.slice(0, HELD_SHOWN);
+  $("held-count").textContent = `${sorted.length} 人 held`;
+  const rows = shown.map((w) =>
+    h("tr", { "data-worker-ref": w.worker_ref, "data-enterprise-id": w.enterprise_id ?? "" },
+      h("td", { "data-field": "name" }, w.name ?? "—"),
+      h("td", { class: "mono nowrap", "data-field": "id_masked" }, w.id_masked),
+      h("td", { class: "mono", "data-field": "enterprise_id" }, w.enterprise_id ?? "—"),
+      h("td", { "data-field": "open_alerts" },
+        w.open_alerts.length ? w.open_alerts.map((a) => alertWords(a.kind)) : "—"),
+      h("td", { "data-field": "dispositions" },
+        w.dispositions.length
+          ? h("ul", { class: "dispositions" }, w.dispositions.map(dispositionItem))
+          : h("span", { class: "muted" }, "尚无处置 none yet")),
+      h("td", { class: "n warn", "data-field": "days_held" },
+        w.days_held === null || w.days_held === undefined ? "—" : `${w.days_held} 天 days`)));
+  $("held").tBodies[0].replaceChildren(
+    ...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 6, class: "empty" }, "没有扣留人员 Nobody is held"))]),
+  );
+  const more = $("held-more");
+  more.hidden = sorted.length <= shown.length;
+  more.textContent = more.hidden
+    ? ""
+    : `仅显示扣留最久的 ${shown.length} 人，共 ${sorted.length} 人 Showing the ${shown.length} longest held of ${sorted.length}`;
 }
