@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import post_accepted_scans, post_manifest, wait_for_view, worker_ref_of
-from tests.support.journeys import person_name, role_client
+from tests.support.api import post_accepted_scans, post_manifest, worker_ref_of
+from tests.support.journeys import PATIENCE, person_name, role_client, wait_for_view
 from tests.support.processes import RunningSystem
 from tests.support.scans import RECENT_START, recent_scan
 from tests.support.servers import random_id_number, unique
@@ -286,6 +286,7 @@ async def test_a_withdrawn_worker_is_withdrawn_with_alerts_closed_and_counted_ev
         lambda: anonymous.get("/metrics"),
         lambda response: district_gauge in response.text.splitlines(),
         what="the gauges refreshed",
+        within=PATIENCE,
     )
     assert any(value >= 1 for value in withdrawn_samples(metrics.text))
     assert enterprise_gauge in metrics.text.splitlines()

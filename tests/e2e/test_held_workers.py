@@ -17,9 +17,8 @@ from tests.support.api import (
     issue_token,
     post_accepted_scans,
     post_manifest,
-    wait_for_view,
 )
-from tests.support.journeys import person_name
+from tests.support.journeys import person_name, wait_for_view
 from tests.support.processes import RunningSystem
 from tests.support.scans import scan_body
 from tests.support.servers import random_id_number, unique

@@ -26,10 +26,9 @@ from tests.support.api import (
     issue_token,
     post_accepted_scans,
     post_manifest,
-    wait_for_view,
     worker_ref_of,
 )
-from tests.support.journeys import person_name, returnloop_cli
+from tests.support.journeys import PATIENCE, person_name, returnloop_cli, wait_for_view
 from tests.support.processes import RunningSystem
 from tests.support.scans import RECENT_START, recent_scan
 from tests.support.servers import random_id_number, unique
@@ -49,6 +48,7 @@ WORKER_COLUMNS = [
     "amount_yuan",
 ]
 MODES = ("bus", "train", "flight")
+REBUILD_TIMEOUT_S = 900.0
 
 
 @dataclass
@@ -332,10 +332,12 @@ async def test_one_verified_loop_is_one_subsidy_whatever_the_replays_duplicates_
             lambda w=worker: admin.get(f"/v1/workers/{w.worker_ref}"),
             lambda response, w=worker: response.json()["updated_at"] != updated[w.worker_ref],
             what="the second check-in applied",
+            within=PATIENCE,
         )
     after_replays = {eid: await ledger(admin, enterprise_id=eid) for eid in world.districts}
 
-    rebuilt = await asyncio.to_thread(returnloop_cli, system, "rebuild")
+    # It re-decides every worker of the shared database, which may hold other suites' too.
+    rebuilt = await asyncio.to_thread(returnloop_cli, system, "rebuild", timeout=REBUILD_TIMEOUT_S)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert "rebuilt" in rebuilt.stdout
     after_rebuild = {eid: await ledger(admin, enterprise_id=eid) for eid in world.districts}

@@ -258,7 +258,9 @@ def recorded(kind: str, scan_id: str) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
-def returnloop_cli(system: RunningSystem, *arguments: str) -> subprocess.CompletedProcess[str]:
+def returnloop_cli(
+    system: RunningSystem, *arguments: str, timeout: float = 180.0
+) -> subprocess.CompletedProcess[str]:
     """``returnloop …`` (the installed console script) with the running system's settings."""
     script = Path(sys.executable).with_name("returnloop")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "services.cli"]
@@ -267,7 +269,7 @@ def returnloop_cli(system: RunningSystem, *arguments: str) -> subprocess.Complet
         env=system.env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
 
