@@ -17,8 +17,11 @@ pytestmark = pytest.mark.e2e
 LOOP_VIEW_KEYS = {
     "worker_ref",
     "id_masked",
+    "name",  # contract v1.1: the manifest's name beside the masked ID
     "enterprise_id",
     "trip_id",
+    "travel",  # contract v1.1: organised or self
+    "dispositions",  # contract v1.1: what was recorded after a failed check
     "stage",
     "status",
     "health_code",

@@ -147,6 +147,7 @@ async def test_the_roster_counts_each_worker_where_their_loop_stands(
         "checked_in": 1,  # the wrong gate's check-in counts nowhere
         "held": 1,
         "broken": 1,
+        "withdrawn": 0,
         "on_post_ratio": 0.2,
         "shortage": 30,
     }
@@ -178,6 +179,7 @@ async def test_a_check_in_at_the_wrong_gate_is_not_counted_there(
         "checked_in": 0,
         "held": 0,
         "broken": 0,
+        "withdrawn": 0,
         "on_post_ratio": 0.0,
         "shortage": 5,
     }
