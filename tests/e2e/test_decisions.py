@@ -21,6 +21,7 @@ from tests.support.journeys import (
     post_colours,
     recorded,
     role_client,
+    wait_for_scans,
     wait_for_view,
 )
 from tests.support.processes import RunningSystem
@@ -68,10 +69,7 @@ def _scan(kind: str, worker: Enrolled, hours_ago: float, **fields: Any) -> dict[
 async def travelled(admin: httpx.AsyncClient, worker: Enrolled, *scans: dict[str, Any]) -> None:
     """Post ``scans`` and wait until the last of them is the worker's checkpoint."""
     await post_accepted_scans(admin, *scans)
-    last = scans[-1]
-    await wait_for_view(
-        admin, worker.id_number, recorded(last["kind"], last["scan_id"]), what="scans applied"
-    )
+    await wait_for_scans(admin, worker.id_number, *scans)
 
 
 async def decide(client: httpx.AsyncClient, kind: str, **fields: Any) -> dict[str, Any]:

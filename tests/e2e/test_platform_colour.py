@@ -29,6 +29,7 @@ from tests.support.journeys import (
     recorded,
     replay_dead_letter,
     role_client,
+    wait_for_scans,
     wait_for_view,
 )
 from tests.support.processes import RunningSystem
@@ -233,7 +234,7 @@ async def test_each_checkpoint_shows_its_colour_and_where_it_came_from(
 
     await post_accepted_scans(admin, *scans)
 
-    view = await checked(admin, worker, scans[-1])
+    view = await wait_for_scans(admin, worker.id_number, *scans)
     departure, arrival = (
         view["checkpoints"]["departure_check"],
         view["checkpoints"]["arrival_check"],
@@ -265,7 +266,7 @@ async def test_an_arrival_recheck_with_no_platform_colour_fails_at_arrival(
 
     await post_accepted_scans(admin, *scans)
 
-    view = await checked(admin, worker, scans[-1])
+    view = await wait_for_scans(admin, worker.id_number, *scans)
     arrival = view["checkpoints"]["arrival_check"]
     assert arrival["passed"] is False
     assert arrival["health_code_source"] == "missing"

@@ -28,6 +28,7 @@ from tests.support.journeys import (
     recorded,
     replay_dead_letter,
     url_code,
+    wait_for_scans,
     wait_for_view,
 )
 from tests.support.processes import RunningSystem
@@ -282,9 +283,7 @@ async def test_an_unknown_code_over_http_replays_once_linked(
     replayed = await replay_dead_letter(system, letter, reason="unknown_code")
 
     assert f"sent to {topics.INPUT_TOPICS['boarding']}" in replayed
-    view = await wait_for_view(
-        admin, worker.id_number, recorded("boarding", boarded["scan_id"]), what="boarded"
-    )
+    view = await wait_for_scans(admin, worker.id_number, departed, boarded)
     assert (view["stage"], view["status"]) == ("boarded", "open")
 
 

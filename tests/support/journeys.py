@@ -296,3 +296,23 @@ async def wait_for_view(
 ) -> dict[str, Any]:
     """:func:`tests.support.api.wait_for_view`, with :data:`PATIENCE`."""
     return await api.wait_for_view(client, id_number, until, what=what, within=within)
+
+
+def all_recorded(*scans: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """For ``wait_for_view``: every kind among ``scans`` has its latest one (in event time)
+    as the worker's checkpoint. The kinds travel different topics, so the last scan sent
+    being applied says nothing of the others."""
+    latest: dict[str, dict[str, Any]] = {}
+    for scan in scans:
+        kept = latest.get(scan["kind"])
+        if kept is None or scan["occurred_at"] >= kept["occurred_at"]:
+            latest[scan["kind"]] = scan
+    checks = [recorded(kind, scan["scan_id"]) for kind, scan in latest.items()]
+    return lambda view: all(check(view) for check in checks)
+
+
+async def wait_for_scans(
+    client: httpx.AsyncClient, id_number: str, *scans: dict[str, Any]
+) -> dict[str, Any]:
+    """The worker's view once every one of ``scans`` is applied (see :func:`all_recorded`)."""
+    return await wait_for_view(client, id_number, all_recorded(*scans), what="the scans applied")
