@@ -49,7 +49,8 @@ const state = {
   trips: [],
   alerts: [],
   moreAlerts: false,
-  held: [],
+  // Null until the first answer: the held list is read beside the others, not waited for.
+  held: null,
   expanded: new Map(),
   // The district the enterprises are filtered to (undefined: all; null: those with none).
   district: undefined,
@@ -77,19 +78,21 @@ async function refresh() {
   clearTimeout(timer);
   if (!session.token) return;
   try {
-    const [districts, enterprises, trips, alerts, held] = await Promise.all([
+    // The held list may be long (every held worker an admin sees): the other tables render
+    // without waiting for it.
+    const heldCall = session.call("GET", "/v1/held");
+    heldCall.catch(() => {});
+    const [districts, enterprises, trips, alerts] = await Promise.all([
       session.call("GET", "/v1/districts"),
       session.call("GET", "/v1/enterprises"),
       session.call("GET", "/v1/trips?with_missing_only=true"),
       session.call("GET", `/v1/alerts?status=open&limit=${ALERT_PAGE}`),
-      session.call("GET", "/v1/held"),
     ]);
     state.districts = districts.districts;
     state.enterprises = enterprises.enterprises;
     state.trips = trips.trips;
     state.alerts = alerts.alerts;
     state.moreAlerts = alerts.next_cursor !== null;
-    state.held = held.workers;
     for (const tripId of state.expanded.keys()) {
       state.expanded.set(tripId, await session.call("GET", `/v1/trips/${encodeURIComponent(tripId)}`));
     }
@@ -97,6 +100,8 @@ async function refresh() {
     live.className = "pill ok";
     live.textContent = `实时 Live · 更新于 ${formatTime(new Date().toISOString()).slice(6)}`;
     render();
+    state.held = (await heldCall).workers;
+    renderHeld(heldShown());
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
       signedOut(error);
@@ -122,8 +127,7 @@ function render() {
   renderTiles(enterprises, alerts);
   renderDistricts();
   renderEnterprises(enterprises);
-  renderHeld(state.held.filter((w) =>
-    matches(w.name, w.id_masked, w.enterprise_id, w.trip_id, w.worker_ref, ...w.open_alerts.map((a) => a.kind))));
+  renderHeld(heldShown());
   renderTrips(trips);
   renderAlerts(alerts);
 }
@@ -446,15 +450,27 @@ function dispositionItem(d) {
     d.note ? h("div", { class: "disposition-note" }, d.note) : null);
 }
 
+function heldShown() {
+  return state.held?.filter((w) =>
+    matches(w.name, w.id_masked, w.enterprise_id, w.trip_id, w.worker_ref, ...w.open_alerts.map((a) => a.kind)));
+}
+
 function renderHeld(workers) {
+  if (!workers) {
+    $("held").tBodies[0].replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "加载中 Loading…")));
+    return;
+  }
   const sorted = [...workers].sort(heldOrder);
   const shown = sorted.slice(0, HELD_SHOWN);
   $("held-count").textContent = `${sorted.length} 人 held`;
+  const names = new Map(state.enterprises.map((e) => [e.enterprise_id, e.name]));
   const rows = shown.map((w) =>
     h("tr", { "data-worker-ref": w.worker_ref, "data-enterprise-id": w.enterprise_id ?? "" },
       h("td", { "data-field": "name" }, w.name ?? "—"),
       h("td", { class: "mono nowrap", "data-field": "id_masked" }, w.id_masked),
-      h("td", { class: "mono", "data-field": "enterprise_id" }, w.enterprise_id ?? "—"),
+      h("td", { "data-field": "enterprise" },
+        names.get(w.enterprise_id) ?? "",
+        h("div", { class: "muted mono", "data-field": "enterprise_id" }, w.enterprise_id ?? "—")),
       h("td", { "data-field": "open_alerts" },
         w.open_alerts.length ? w.open_alerts.map((a) => alertWords(a.kind)) : "—"),
       h("td", { "data-field": "dispositions" },
