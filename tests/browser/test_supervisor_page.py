@@ -69,6 +69,9 @@ async def test_the_enterprise_row_trips_and_alerts_show_and_refresh_live(
     await sign_in(page, "/ui/supervisor", system.admin_token)
     await page.fill("#filter", tag)
     row = page.locator(f'#enterprises tr[data-enterprise-id="{enterprise_id}"]')
+    # The first load reads every enterprise, district and held worker: after the city
+    # wave (29,400 workers) that takes longer than an assertion's default 5 s.
+    await expect(row).to_be_visible(timeout=60_000)
     expected = {"expected": "3", "departed": "2", "in_transit": "1", "arrived": "1"}
     expected |= {"checked_in": "1", "held": "1", "broken": "0", "shortage": "12"}
     for field, count in expected.items():
