@@ -1,6 +1,7 @@
 """The city-sized wave (29,400 workers, 1,034 buses, 8 trains, 5 flights) through the system:
 rosters, trips and alerts against PostgreSQL, and the seed's practice planted in it (workers
-named by their linked codes, self-drivers, no-shows, an override, the platform's colours).
+named by their linked codes, self-drivers, no-shows, an override, the platform's colours,
+dispositions after failed checks), and the subsidy ledger against the domain's prediction.
 
 Slow: run with `make test-city` (CI runs it against Apache Kafka and PostgreSQL).
 """
@@ -11,6 +12,7 @@ import asyncio
 import random
 from collections import Counter
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ import pytest
 
 from services.cli.demo import OVERRIDE_REASON, build_wave
 from shared.adapters.postgres.pool import create_pool
+from shared.domain.subsidies import SubsidyRates
 from shared.identity import Pseudonymiser
 from shared.settings import Settings
 from tests.e2e.conftest import RunningSystem
@@ -39,7 +42,16 @@ EXCEPTION_ALERTS = {
     "fever_recovers": ("fever_at_departure", False),
     "fever_at_arrival_recovers": ("fever_at_arrival", False),
 }
-ROSTER_STATES = ("expected", "departed", "in_transit", "arrived", "checked_in", "held", "broken")
+ROSTER_STATES = (
+    "expected",
+    "departed",
+    "in_transit",
+    "arrived",
+    "checked_in",
+    "held",
+    "broken",
+    "withdrawn",
+)
 # Requests in flight at once: a thousand at a time only queue in the client's pool (and
 # time out there on a busy machine).
 IN_FLIGHT = 8
@@ -64,7 +76,14 @@ async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_
     ok = await system.feed_demo("city", settings=settings, now=now, seed=seed, settle_timeout_s=900)
     assert ok, "the loops did not end as the pure domain predicts"
 
-    wave = build_wave("city", now=now, seed=seed)
+    # The prediction pays the rates the API was started with (tests/e2e/conftest.py).
+    rates = SubsidyRates(
+        **{
+            way: Decimal(system.env.get(f"RETURNLOOP_SUBSIDY_YUAN_{way.upper()}", "0"))
+            for way in ("bus", "train", "flight", "self")
+        }
+    )
+    wave = build_wave("city", now=now, seed=seed, rates=rates)
     pseudonymiser = Pseudonymiser(system.env["RETURNLOOP_WORKER_REF_KEY"].encode())
     refs = [pseudonymiser.worker_ref(number) for number in wave.id_numbers]
     enterprises = [e["enterprise_id"] for e in wave.manifest["enterprises"]]
@@ -89,13 +108,15 @@ async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_
                    count(*) FILTER (WHERE s.checked_in_enterprise_id = w.enterprise_id)
                        AS checked_in,
                    count(*) FILTER (WHERE s.status = 'held') AS held,
-                   count(*) FILTER (WHERE s.status = 'broken') AS broken
+                   count(*) FILTER (WHERE s.status = 'broken') AS broken,
+                   count(*) FILTER (WHERE s.status = 'withdrawn') AS withdrawn
             FROM workers w LEFT JOIN loop_state s USING (worker_ref)
             WHERE w.worker_ref = ANY($1::text[])
             """,
             refs,
         )
         assert dict(totals) == {state: row[state] for state in ROSTER_STATES}
+        assert row["withdrawn"] == wave.expected["status"]["withdrawn"] > 0
 
         missing_rows = await pool.fetch(
             "SELECT boarded_trip_id, worker_ref FROM loop_state "
@@ -176,3 +197,57 @@ async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_
         departure = view["checkpoints"]["departure_check"]
         assert (departure["health_code_source"], departure["passed"]) == ("missing", False)
         assert view["status"] == "held"
+
+    # Dispositions: held workers isolated or under observation stay held; released after a
+    # retest, the fever alert is closed (rechecked and checked in: closed; the bus gone:
+    # open); an upheld appeal closed the colour alert; those who stay home are withdrawn.
+    def alert(view: dict[str, Any], kind: str) -> dict[str, Any]:
+        (found,) = [a for a in view["alerts"] if a["kind"] == kind]
+        return found
+
+    def kinds(view: dict[str, Any]) -> list[str]:
+        return [d["kind"] for d in sorted(view["dispositions"], key=lambda d: d["at"])]
+
+    for view in await views_of("fever_held"):
+        assert view["status"] == "held" and alert(view, "fever_at_departure")["open"]
+        assert kinds(view) in ([], ["isolation"])
+    assert any(kinds(view) == ["isolation"] for view in await views_of("fever_held"))
+    for view in await views_of("red_at_arrival"):
+        assert view["status"] == "held" and kinds(view) == ["medical_observation"]
+    for view in await views_of("released_at_arrival"):
+        assert kinds(view) == ["medical_observation", "released"]
+        fever = alert(view, "fever_at_arrival")
+        assert not fever["open"] and fever["closed_at"] is not None
+        assert datetime.fromisoformat(fever["closed_at"]) == datetime.fromisoformat(
+            view["dispositions"][-1]["at"]
+        )
+        assert (view["stage"], view["status"]) == ("checked_in", "closed")
+    for view in await views_of("released_at_departure"):
+        assert kinds(view) == ["medical_observation", "released"]
+        assert not alert(view, "fever_at_departure")["open"]
+        assert (view["stage"], view["status"]) == ("registered", "open")
+    for view in await views_of("appeal_upheld"):
+        assert kinds(view) == ["code_appeal_upheld"]
+        assert not alert(view, "code_not_green_at_arrival")["open"]
+        assert view["status"] == "closed"
+    for stays_home in ("withdrawn_at_home", "fever_withdrawn"):
+        for view in await views_of(stays_home):
+            assert kinds(view) == ["withdrawn"] and view["status"] == "withdrawn"
+            assert not [a for a in view["alerts"] if a["open"]]
+
+    # The subsidy ledger equals the domain's prediction, in total and per enterprise.
+    ledgers = await get_all(admin, [f"/v1/subsidies?enterprise_id={e}" for e in enterprises])
+    paid: dict[str, tuple[int, Decimal]] = {}
+    paid_workers: set[str] = set()
+    for response in ledgers:
+        assert response.status_code == 200
+        body = response.json()
+        assert body["rates"] == {way: float(getattr(rates, way)) for way in body["rates"]}
+        for entry in body["enterprises"]:
+            paid[entry["enterprise_id"]] = (entry["workers"], Decimal(str(entry["amount_yuan"])))
+        paid_workers |= {w["worker_ref"] for w in body["workers"]}
+    predicted = wave.expected["subsidies"]
+    assert paid == predicted["enterprises"]
+    assert sum(amount for _, amount in paid.values()) == predicted["total_yuan"] > 0
+    closed = {ref_of[n] for n, status in wave.expected["per_worker"].items() if status == "closed"}
+    assert paid_workers == closed and len(closed) == predicted["workers"]
