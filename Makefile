@@ -34,7 +34,7 @@ test-fuzz: $(STAMP)  ## schemathesis against the running API's OpenAPI schema (b
 	$(BIN)/pytest tests/e2e/test_fuzz.py -m fuzz
 
 test-city: $(STAMP)  ## the city-sized demo wave (29,400 workers) through the running system
-	$(BIN)/pytest tests/e2e/test_city_demo.py -m city
+	$(BIN)/pytest tests/e2e/test_city_demo.py tests/e2e/test_city_bureau.py -m city
 
 test-browser: $(STAMP)  ## the web pages in headless Chromium (Debian's; deploy/browser/install.sh)
 	$(BIN)/pytest tests/browser -m browser
