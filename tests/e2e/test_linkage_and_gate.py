@@ -99,8 +99,12 @@ async def test_an_unknown_code_is_not_found_and_a_malformed_one_is_refused(
 ) -> None:
     unknown = await admin.post("/v1/links/resolve", json={"code": card_number()})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
-    malformed = await admin.post("/v1/links/resolve", json={"code": "!!"})
+    # Contract v1.1: any region's code is 1–512 printable characters; a control
+    # character or a longer text is malformed.
+    malformed = await admin.post("/v1/links/resolve", json={"code": "HC\u0007-0001"})
     assert malformed.status_code == 422
+    too_long = await admin.post("/v1/links/resolve", json={"code": "x" * 513})
+    assert too_long.status_code == 422
     bad_card = await link(admin, random_id_number(), health_code_id(), "12")
     assert bad_card.status_code == 422 and bad_card.json()["error"]["code"] == "invalid_card_number"
 
