@@ -117,17 +117,23 @@ async def ward(system: RunningSystem) -> Ward:
             scan("arrival_check", people["closed"].id_number, recent - timedelta(hours=1)),
             scan("checkin", people["closed"].id_number, recent, enterprise_id=here),
         )  # fmt: skip
-        for what, status in (
-            ("isolated", "held"),
-            ("red_at_arrival", "held"),
-            ("released", "held"),
-            ("withdrawn", "held"),
-            ("elsewhere", "held"),
-            ("closed", "closed"),
+        departed = {"departure_check"}
+        journey = {"departure_check", "boarding", "arrival_check"}
+        # Every scan applied (kinds travel different topics), then the status as planted.
+        for what, kinds, status in (
+            ("isolated", departed, "held"),
+            ("red_at_arrival", journey, "held"),
+            ("released", departed, "held"),
+            ("withdrawn", departed, "held"),
+            ("elsewhere", departed, "held"),
+            ("closed", journey | {"checkin"}, "closed"),
         ):
             view = await wait_for_view(
-                admin, people[what].id_number, lambda v, s=status: v.get("status") == s, what=what
-            )
+                admin, people[what].id_number,
+                lambda v, k=kinds, s=status: set(v.get("checkpoints", ())) == k
+                and v["status"] == s,
+                what=what,
+            )  # fmt: skip
             people[what].worker_ref = view["worker_ref"]
 
         async def dispose(what: str, kind: str, note: str, after: timedelta) -> dict[str, Any]:

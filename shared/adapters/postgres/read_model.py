@@ -64,7 +64,12 @@ class LoopReadModel:
     async def _worker(
         self, worker_ref: str
     ) -> tuple[asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record]] | None:
-        async with self.pool.acquire() as connection:
+        # One snapshot for the three reads: otherwise a tracker commit between them shows
+        # a status from before it beside alerts or dispositions from after it.
+        async with (
+            self.pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
             worker = await connection.fetchrow(
                 """
                 SELECT w.worker_ref, w.id_masked, w.name, w.enterprise_id, w.trip_id, w.travel,
