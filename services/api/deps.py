@@ -78,3 +78,21 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
         return principal
 
     return check
+
+
+async def audit(
+    context: ApiContext,
+    principal: Principal,
+    *,
+    action: str,
+    worker_ref: str | None,
+    detail: str = "",
+) -> None:
+    """Record who (the principal's role and token fingerprint) did what, to which worker."""
+    await context.links.audit(
+        actor=principal.actor,
+        role=principal.role,
+        action=action,
+        worker_ref=worker_ref,
+        detail=detail,
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from services.api.auth import Role
-from services.api.deps import ContextDep, PrincipalDep
+from services.api.deps import ContextDep, PrincipalDep, audit
 from services.api.errors import ApiError
 from services.api.models import LoopView
 from services.api.workers_by_code import Code, IdNumberText, Text, find_worker
@@ -70,9 +70,9 @@ async def decide(body: DecisionIn, context: ContextDep, principal: PrincipalDep)
         trip_id=body.trip_id,
         enterprise_id=body.enterprise_id,
     )
-    await context.links.audit(
-        actor=principal.actor,
-        role=principal.role,
+    await audit(
+        context,
+        principal,
         action="decision",
         worker_ref=view["worker_ref"],
         detail=f"{body.kind.value}: allow={decision.allow}"

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from services.api.auth import Principal, Role
-from services.api.deps import ContextDep, require
+from services.api.deps import ContextDep, audit, require
 from services.api.errors import ApiError
 from services.api.routes.workers import WORKER_REF
 from services.api.scope import may_read_worker
@@ -74,9 +74,9 @@ async def record_disposition(
         )
     except Exception as error:
         raise ApiError(503, "unavailable", "the event log is unavailable; retry") from error
-    await context.links.audit(
-        actor=principal.actor,
-        role=principal.role,
+    await audit(
+        context,
+        principal,
         action="disposition",
         worker_ref=worker_ref,
         detail=f"{body.kind.value} at {at.isoformat()}: {body.note}",

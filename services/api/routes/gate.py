@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.api.auth import Principal, Role
-from services.api.deps import ContextDep, require
+from services.api.deps import ContextDep, audit, require
 from services.api.errors import ApiError
 from services.api.models import LoopView
 from services.api.scope import may_read_worker
@@ -73,9 +73,9 @@ async def gate_decision(
     if view is None:
         raise ApiError(404, "not_found", "no worker known by this code or ID number")
     decision = decide_gate(facts_from(view), body.enterprise_id)
-    await context.links.audit(
-        actor=principal.actor,
-        role=principal.role,
+    await audit(
+        context,
+        principal,
         action="gate_decision",
         worker_ref=view["worker_ref"],
         detail=f"{body.enterprise_id}: allow={decision.allow}",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from services.api.auth import Principal, Role
-from services.api.deps import ContextDep, require
+from services.api.deps import ContextDep, audit, require
 from services.api.errors import ApiError
 from services.api.models import LoopView, Timestamp
 from services.api.routes.workers import WORKER_REF
@@ -157,9 +157,9 @@ async def link(
         raise ApiError(409, "conflict", str(conflict)) from None
     if not created:
         response.status_code = 200
-    await context.links.audit(
-        actor=principal.actor,
-        role=principal.role,
+    await audit(
+        context,
+        principal,
         action="link",
         worker_ref=worker_ref,
         detail="created" if created else "already linked",
@@ -181,9 +181,9 @@ async def unlink(
     for key in context.links.keys_for(body.code):
         worker_ref = await context.links.unlink(key, principal.actor, body.reason)
         if worker_ref is not None:
-            await context.links.audit(
-                actor=principal.actor,
-                role=principal.role,
+            await audit(
+                context,
+                principal,
                 action="unlink",
                 worker_ref=worker_ref,
                 detail=f"{key.code_type}: {body.reason}",
@@ -202,9 +202,7 @@ async def resolve(body: ResolveIn, context: ContextDep, principal: WorkerReader)
     view = await context.read_model.loop_view(worker_ref) if worker_ref else None
     if view is None or not await may_read_worker(context, principal, view):
         raise ApiError(404, "not_found", "no worker is linked to this code")
-    await context.links.audit(
-        actor=principal.actor, role=principal.role, action="resolve", worker_ref=worker_ref
-    )
+    await audit(context, principal, action="resolve", worker_ref=worker_ref)
     return {
         "worker_ref": view["worker_ref"],
         "id_masked": view["id_masked"],

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.api.auth import DISTRICT_SCOPED, ENTERPRISE_SCOPED, Principal, Role
-from services.api.deps import ContextDep, require
+from services.api.deps import ContextDep, audit, require
 from services.api.errors import ApiError
 from shared.contract import printable
 
@@ -78,9 +78,9 @@ async def revoke_token(token_id: str, context: ContextDep, principal: Admin) -> 
     revoked_at = await context.authority.revoke(token_id) if TOKEN_ID.fullmatch(token_id) else None
     if revoked_at is None:
         raise ApiError(404, "not_found", "no such token")
-    await context.links.audit(
-        actor=principal.actor,
-        role=principal.role,
+    await audit(
+        context,
+        principal,
         action="revoke_token",
         worker_ref=None,
         detail=token_id,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import AfterValidator, BaseModel, Field
 
 from services.api.auth import Principal, Role
-from services.api.deps import ContextDep, PrincipalDep, require
+from services.api.deps import ContextDep, PrincipalDep, audit, require
 from services.api.errors import ApiError
 from services.api.models import LoopView
 from services.api.scope import may_read_worker
@@ -95,9 +95,9 @@ async def reveal_id_number(
         id_number = context.id_cipher.decrypt(ciphertext)
     except IdNumberUnreadable as problem:
         raise ApiError(409, "not_recoverable", str(problem)) from None
-    await context.links.audit(
-        actor=principal.actor,
-        role=principal.role,
+    await audit(
+        context,
+        principal,
         action="reveal_id_number",
         worker_ref=worker_ref,
         detail=body.reason,
