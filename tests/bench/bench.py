@@ -408,6 +408,18 @@ def log_tail(path: Path, size: int = 2000) -> str:
     return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
 
+def log_problems(path: Path, limit: int = 20) -> str:
+    """The last warnings and errors of a service's JSON log (what a stalled drain needs)."""
+    if not path.exists():
+        return ""
+    lines = [
+        line
+        for line in path.read_text(errors="replace").splitlines()
+        if '"level":"warning"' in line or '"level":"error"' in line or "Traceback" in line
+    ]
+    return "\n".join(line[:1500] for line in lines[-limit:])
+
+
 async def applied_count(pool: asyncpg.Pool) -> int:
     count: int = await pool.fetchval("SELECT count(*) FROM applied_scans")
     return count
@@ -441,7 +453,11 @@ async def measure_tracker(
                 if tracker.poll() is not None:
                     raise RuntimeError(f"a tracker exited:\n{log_tail(log_path)}")
             if now - started > timeout_s:
-                raise RuntimeError(f"{done}/{expected} scans applied after {timeout_s} s")
+                problems = "\n".join(log_problems(path) for path in log_paths)
+                raise RuntimeError(
+                    f"{done}/{expected} scans applied after {timeout_s} s; "
+                    f"the trackers' last warnings and errors:\n{problems or '(none)'}"
+                )
             await asyncio.sleep(1.0)  # count(*) is not free: it competes with the tracker
     finished = time.perf_counter()
     assert first_at is not None
@@ -948,7 +964,7 @@ async def attempt(results: Results, name: str, action: Callable[[], Awaitable[No
     try:
         await action()
     except Exception as error:
-        results.errors[name] = f"{type(error).__name__}: {error}"[:2000]
+        results.errors[name] = f"{type(error).__name__}: {error}"[:20000]
         print(f"!! {name} failed: {results.errors[name]}", flush=True)
 
 
