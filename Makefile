@@ -54,12 +54,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared
 
-check-deploy: $(STAMP)  ## Prometheus config, rules and rule tests (promtool), Grafana dashboards
+check-deploy: $(STAMP)  ## Prometheus config, rules and rule tests (promtool), Alertmanager config (amtool), Grafana dashboards
 	@command -v promtool >/dev/null || { echo "no promtool: run deploy/prometheus/install.sh (apt-get install prometheus)"; exit 1; }
+	@command -v amtool >/dev/null || { echo "no amtool: run deploy/prometheus/install.sh (apt-get install prometheus-alertmanager)"; exit 1; }
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool check rules deploy/prometheus/rules.yml
 	promtool test rules deploy/prometheus/rules_test.yml
-	$(BIN)/pytest tests/unit/test_dashboards.py
+	amtool check-config deploy/alertmanager/alertmanager.yml
+	amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml --verify.receivers=operator-webhook alertname=ReturnloopApiDown severity=critical
+	$(BIN)/pytest tests/unit/test_dashboards.py tests/unit/test_alerting_config.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
