@@ -63,10 +63,30 @@ class Settings(BaseSettings):
     consumer_group: str = "returnloop-tracker"
     batch_max_records: int = Field(default=2000, ge=1)
     batch_linger_ms: int = Field(default=50, ge=0)
+    # The outbox relay: messages per round (one transaction), and how often a tracker
+    # looks for what other processes left (its own commits wake it at once).
+    outbox_relay_batch: int = Field(default=5000, ge=1)
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # For the fault suite only, never in service: "point:n" SIGKILLs the tracker the
+    # n-th time it passes point (apply_committed: after an apply commit, before the
+    # relay; relay_published: after the broker acknowledged, before the rows are deleted).
+    fault_kill_at: str | None = None
 
     # The tracker's own /metrics (0: not served; the API serves its own).
     tracker_metrics_host: str = "127.0.0.1"
     tracker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # Webhooks (the ``returnloop webhooks`` process): tries per delivery before it is
+    # dead, the back-off before the 2nd try (doubling, with jitter, up to the max), the
+    # time one POST may take, deliveries in flight at once (one per receiver at most).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    webhook_consumer_group: str = "returnloop-webhooks"
+    webhooks_metrics_host: str = "127.0.0.1"
+    webhooks_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     log_level: str = "INFO"
 
@@ -76,6 +96,16 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Requests that need a token and bring no valid one (none, unknown, expired,
+    # revoked), per client address and API process, per minute (0: no limit); past it
+    # they are answered 429 instead of 401. A valid token is never limited by this.
+    unauthenticated_rate_per_minute: int = Field(default=120, ge=0)
+
+    token_default_hours: float = Field(default=12.0, gt=0, le=24 * 366)
+    """Lifetime of a token issued by ``POST /v1/tokens`` that asks for none
+    (``expires_in_hours`` still wins): 12 hours, one shift, so a token left on a
+    scanner or in a browser stops working by the next one. The bootstrap admin
+    token (``RETURNLOOP_ADMIN_TOKEN``) is the operator's and does not expire."""
 
     # Fernet keys (comma-separated, the first encrypts, all decrypt: rotation) that
     # encrypt full ID numbers for audited admin recovery. Unset: none is kept.

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -19,8 +20,19 @@ import orjson
 
 from shared.domain.model import Alert, Assignment, HealthCodeUpdate, LoopState, WorkerHistory
 from shared.domain.vocabulary import AlertKind, HealthCode
-from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
-from shared.service_layer.ports import Message, RecordRefused, SavedState, WorkerAssignment
+from shared.service_layer.messages import (
+    AcceptedDisposition,
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    OutboxMessage,
+)
+from shared.service_layer.ports import (
+    Message,
+    OutboxPublish,
+    RecordRefused,
+    SavedState,
+    WorkerAssignment,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,8 @@ class Tables:
     states: dict[str, StoredState] = field(default_factory=dict)
     alerts: dict[AlertKey, Alert] = field(default_factory=dict)
     dispositions: dict[str, AcceptedDisposition] = field(default_factory=dict)
+    # By id: a sequence value taken when the row is written, as bigserial does.
+    outbox: dict[int, OutboxMessage] = field(default_factory=dict)
 
     def overlaid_by(self, pending: Tables) -> Tables:
         """What a transaction sees: the committed rows with its own writes on top."""
@@ -75,7 +89,7 @@ class Tables:
                 getattr(self, name).update(getattr(pending, name))
 
 
-_TABLES = ("workers", "trips", "scans", "updates", "states", "alerts", "dispositions")
+_TABLES = ("workers", "trips", "scans", "updates", "states", "alerts", "dispositions", "outbox")
 
 
 class TransactionAborted(Exception):
@@ -277,14 +291,21 @@ class FakeUnitOfWork:
                 found[ref] = view.workers[ref].id_masked
         return found
 
+    async def add_to_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        self._check(*(m.topic for m in messages))
+        for message in messages:
+            self.pending.outbox[next(self.store.outbox_ids)] = message
+
 
 class FakeLoopStore:
-    """``LoopStore`` in memory: transactions that commit or roll back whole, row locks
+    """``LoopStore`` (and ``Outbox``) in memory: transactions that commit or roll back whole, row locks
     held until the transaction ends, and the manifest rows a test seeds."""
 
     def __init__(self) -> None:
         self.committed = Tables()
         self._holders: dict[str, FakeUnitOfWork] = {}
+        self.outbox_ids = itertools.count(1)
+        self._relaying = False
 
     # What a manifest upsert would have written (``ManifestStore.upsert_manifest``).
 
@@ -324,6 +345,21 @@ class FakeLoopStore:
 
     async def applied_scan_count(self) -> int:
         return len(self.committed.scans)
+
+    async def relay(self, publish: OutboxPublish, *, limit: int) -> int:
+        if self._relaying:  # another relay has the turn (PostgreSQL's advisory lock)
+            return 0
+        self._relaying = True
+        try:
+            taken = sorted(self.committed.outbox.items())[:limit]
+            if not taken:
+                return 0
+            await publish([message for _, message in taken])
+            for message_id, _ in taken:
+                del self.committed.outbox[message_id]
+            return len(taken)
+        finally:
+            self._relaying = False
 
     # Row locks, held by a transaction until it ends.
 

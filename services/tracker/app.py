@@ -71,6 +71,11 @@ def create_faust_app(
         async def _consume(self) -> None:
             await asyncio.gather(*(consumer.run() for consumer in process.consumers))
 
+        @Service.task
+        async def _relay(self) -> None:
+            await process.started.wait()
+            await process.relay_forever()
+
         async def on_stop(self) -> None:
             await process.stop()
 

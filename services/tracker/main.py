@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 import traceback
+from collections.abc import Callable
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -32,9 +35,11 @@ from shared.service_layer.ports import (
     CodeDirectory,
     HealthCodePlatform,
     LoopStore,
+    Outbox,
     Publisher,
     WorkersInTransit,
 )
+from shared.service_layer.relay import Relay
 from shared.service_layer.tracker import Tracker
 from shared.settings import Settings, SettingsError, resolve_worker_ref_key, rules_from
 
@@ -47,8 +52,10 @@ def bootstrap(
     store: LoopStore,
     publisher: Publisher,
     metrics: Metrics,
+    outbox: Outbox,
     pseudonymiser: Pseudonymiser | None = None,
     codes: CodeDirectory | None = None,
+    fault_point: Callable[[str], None] | None = None,
 ) -> Tracker:
     """The tracker's service layer wired to the adapters passed in (real or fake)."""
     return Tracker(
@@ -58,7 +65,38 @@ def bootstrap(
         rules=rules_from(settings),
         metrics=metrics,
         codes=codes,
+        relay=Relay(
+            outbox,
+            publisher,
+            limit=settings.outbox_relay_batch,
+            metrics=metrics,
+            fault_point=fault_point or _no_fault,
+        ),
+        fault_point=fault_point,
     )
+
+
+def _no_fault(point: str) -> None:
+    pass
+
+
+def fault_killer(settings: Settings) -> Callable[[str], None] | None:
+    """The fault suite's kill switch: SIGKILL this process the ``n``-th time it passes
+    ``point`` (``RETURNLOOP_FAULT_KILL_AT=point:n``); None when unset, as in service."""
+    if not settings.fault_kill_at:
+        return None
+    point, _, count = settings.fault_kill_at.partition(":")
+    remaining = [int(count or 1)]
+
+    def maybe_kill(passed: str) -> None:
+        if passed != point:
+            return
+        remaining[0] -= 1
+        if remaining[0] <= 0:
+            logger.warning("fault injection: SIGKILL", extra={"point": point})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_kill
 
 
 def bootstrap_poller(
@@ -179,8 +217,10 @@ class TrackerProcess:
             store=self._store,
             publisher=self._publisher,
             metrics=self.metrics,
+            outbox=self._store,
             pseudonymiser=self.pseudonymiser,
             codes=LinkStore(self._store.pool, self.pseudonymiser),
+            fault_point=fault_killer(settings),
         )
         self.consumers = build_consumers(
             self.tracker,
@@ -218,6 +258,14 @@ class TrackerProcess:
                 await asyncio.wait_for(
                     self._stopping.wait(), timeout=self.settings.sweep_interval_seconds
                 )
+
+    async def relay_forever(self) -> None:
+        """Publish the outbox: woken after each commit, and every few seconds for what
+        other processes (or this one before a crash) left there."""
+        assert self.tracker is not None and self.tracker.relay is not None
+        await self.tracker.relay.run(
+            self._stopping, interval_s=self.settings.outbox_poll_interval_seconds
+        )
 
     async def poll_platform(self) -> PollRound | None:
         """One round of the platform poller (None when it failed: the next round retries)."""
@@ -276,6 +324,7 @@ class TrackerProcess:
         ]
         if sweep:
             tasks.append(asyncio.create_task(self.sweep_forever(), name="sweep"))
+        tasks.append(asyncio.create_task(self.relay_forever(), name="outbox-relay"))
         if self.poller is not None:
             tasks.append(asyncio.create_task(self.poll_platform_forever(), name="platform-poll"))
         try:

@@ -29,6 +29,12 @@ class Metrics:
         self.alerts_total = Counter(
             "returnloop_alerts_total", "Alerts raised, by kind.", ["kind"], registry=registry
         )
+        self.outbox_relayed_total = Counter(
+            "returnloop_outbox_relayed_total",
+            "Transitions and alerts published from the outbox (a message relayed again "
+            "after a crash counts again).",
+            registry=registry,
+        )
         self.scan_to_state_seconds = Histogram(
             "returnloop_scan_to_state_seconds",
             "Time from a scan's intake to its state change being committed.",
@@ -97,3 +103,36 @@ def replace_gauge_values(gauge: Gauge, values: Mapping[tuple[str, ...], float]) 
     }
     for labels in present - set(values):
         gauge.remove(*labels)
+
+
+class WebhookMetrics:
+    """The webhooks process's metrics, registered on the registry passed in."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries_total = Counter(
+            "returnloop_webhook_deliveries_total",
+            "Webhook delivery attempts by outcome: delivered, failed (to be retried), "
+            "dead (no tries left).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.events_total = Counter(
+            "returnloop_webhook_events_total",
+            "Transitions and alerts read by the webhooks process, by outcome: matched (at "
+            "least one registration), unmatched, ignored (not a transition or an alert).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.attempt_seconds = Histogram(
+            "returnloop_webhook_attempt_seconds",
+            "Time one webhook POST took (until answered, refused or timed out).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "returnloop_consumer_lag",
+            "Records between a batch consumer's position and the end of a partition.",
+            ["consumer", "topic", "partition"],
+            registry=registry,
+        )

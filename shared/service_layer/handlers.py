@@ -1,8 +1,10 @@
 """Apply accepted events to the store in one unit of work.
 
 Each handler: lock the batch's workers, record the events idempotently, load
-each worker's history, let the pure domain decide, save, commit. A scan seen
-before (same scan_id) changes nothing.
+each worker's history, let the pure domain decide, save, write what the change
+announces (transitions, alerts) to the outbox, commit. A scan seen before (same
+scan_id) changes nothing. The outbox is relayed to Kafka afterwards
+(``shared.service_layer.relay``): a crash after the commit loses no message.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from datetime import datetime
 from typing import TypeVar
 
 from shared.domain import model
-from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
+from shared.service_layer.messages import (
+    AcceptedDisposition,
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    outbox_messages,
+)
 from shared.service_layer.ports import LoopStore, SavedState, UnitOfWork, WorkerAssignment
 
 
@@ -32,8 +39,10 @@ async def _redecide(
     *,
     rules: model.Rules,
     now: datetime,
+    announce: bool = True,
 ) -> list[WorkerTransition]:
-    """Decide the state of already locked workers from their stored history."""
+    """Decide the state of already locked workers from their stored history; with
+    ``announce``, the changes and alerts go to the outbox in the same transaction."""
     refs = sorted(refs)
     if not refs:
         return []
@@ -64,6 +73,14 @@ async def _redecide(
         ],
         now,
     )
+    if announce:
+        await uow.add_to_outbox(
+            [
+                message
+                for t in transitions
+                for message in outbox_messages(t.worker_ref, t.enterprise_id, t.transition, now)
+            ]
+        )
     return transitions
 
 
@@ -135,11 +152,13 @@ async def redecide_workers(
     """Re-decide these workers (worker_ref -> id_masked) from their stored history.
 
     ``returnloop rebuild`` uses it: the workers' rows are locked as a batch locks
-    them, so it is safe next to a running tracker.
+    them, so it is safe next to a running tracker. It announces nothing: a rebuild
+    corrects stored states, it is not news of a worker (a rebuild after a restore
+    would otherwise replay every worker's whole journey to the topics).
     """
     async with store.transaction() as uow:
         assignments = await uow.lock_workers(workers)
-        return await _redecide(uow, assignments, workers, rules=rules, now=now)
+        return await _redecide(uow, assignments, workers, rules=rules, now=now, announce=False)
 
 
 async def sweep_overdue(

@@ -7,6 +7,7 @@ message (so one partition, one writer per worker) and ``id_masked`` is shown.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from shared import topics
 from shared.contract import HealthCodeUpdateIn, Rejected, ScanIn
 from shared.domain.model import Alert, Disposition, HealthCodeUpdate, Scan, Transition
 from shared.domain.vocabulary import DispositionKind, HealthCode, Kind
@@ -256,15 +258,37 @@ class DeadLetter:
         )
 
 
-def _keyed(worker_ref: str, body: dict[str, Any]) -> Message:
-    return (worker_ref.encode(), orjson.dumps(body), None)
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message written in the transaction that decided it, published later by a relay.
+
+    ``message_id`` is in its body and in a header: a relay that dies between the
+    broker's acknowledgement and the row's deletion publishes it again, and
+    consumers drop the second copy by this id.
+    """
+
+    message_id: str
+    topic: str
+    key: bytes | None
+    value: bytes
+
+    def to_message(self) -> Message:
+        return (self.key, self.value, [("message_id", self.message_id.encode())])
+
+
+def _outgoing(topic: str, worker_ref: str, body: dict[str, Any]) -> OutboxMessage:
+    message_id = str(uuid.uuid4())
+    return OutboxMessage(
+        message_id, topic, worker_ref.encode(), orjson.dumps({"message_id": message_id, **body})
+    )
 
 
 def transition_message(
     worker_ref: str, enterprise_id: str | None, transition: Transition, at: datetime
-) -> Message:
+) -> OutboxMessage:
     """A ``loop.transitions`` message: the stage and status before and after."""
-    return _keyed(
+    return _outgoing(
+        topics.TRANSITIONS,
         worker_ref,
         {
             "worker_ref": worker_ref,
@@ -278,9 +302,10 @@ def transition_message(
     )
 
 
-def alert_message(worker_ref: str, enterprise_id: str | None, alert: Alert) -> Message:
+def alert_message(worker_ref: str, enterprise_id: str | None, alert: Alert) -> OutboxMessage:
     """A ``loop.alerts`` message: an alert raised or closed."""
-    return _keyed(
+    return _outgoing(
+        topics.ALERTS,
         worker_ref,
         {
             "worker_ref": worker_ref,
@@ -291,6 +316,22 @@ def alert_message(worker_ref: str, enterprise_id: str | None, alert: Alert) -> M
             "closed_at": alert.closed_at.isoformat() if alert.closed_at else None,
         },
     )
+
+
+def outbox_messages(
+    worker_ref: str, enterprise_id: str | None, transition: Transition, at: datetime
+) -> list[OutboxMessage]:
+    """What one worker's transition announces: the change (if any), then each alert
+    raised or closed."""
+    messages = []
+    if transition.changed:
+        messages.append(transition_message(worker_ref, enterprise_id, transition, at))
+    for alert in (
+        *transition.raised,
+        *(a for a in transition.closed if a not in transition.raised),
+    ):
+        messages.append(alert_message(worker_ref, enterprise_id, alert))
+    return messages
 
 
 def codes_in(payloads: Iterable[Any]) -> set[str]:

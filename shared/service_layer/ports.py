@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         AcceptedDisposition,
         AcceptedHealthUpdate,
         AcceptedScan,
+        OutboxMessage,
     )
 
 
@@ -132,6 +133,10 @@ class UnitOfWork(Protocol):
         """Workers whose next deadline has passed, locked; others' locks are skipped."""
         ...
 
+    async def add_to_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        """Keep messages to publish once this transaction commits (gone with a rollback)."""
+        ...
+
 
 class LoopStore(Protocol):
     """Where units of work come from, and what a rebuild walks."""
@@ -146,6 +151,20 @@ class LoopStore(Protocol):
 
     async def applied_scan_count(self) -> int:
         """How many scans the log holds."""
+        ...
+
+
+# Publishes a relay round's messages, in order; returns once the broker has them all.
+OutboxPublish = Callable[[Sequence["OutboxMessage"]], Awaitable[None]]
+
+
+class Outbox(Protocol):
+    """Messages committed with the state that produced them, waiting to be published."""
+
+    async def relay(self, publish: OutboxPublish, *, limit: int) -> int:
+        """Hand up to ``limit`` of the oldest messages, in the order they were written, to
+        ``publish``; delete them once it returns. One relay at a time: 0 when another holds
+        the turn or nothing waits. If ``publish`` raises, every message stays."""
         ...
 
 

@@ -2,9 +2,10 @@
 
 intake  scans.{kind}, healthcode.updates  -> validate, pseudonymise -> scans.accepted /
         healthcode.accepted (keyed by worker_ref) or scans.rejected (reason + original bytes)
-apply   scans.accepted, healthcode.accepted -> one PostgreSQL transaction per batch ->
-        loop.transitions, loop.alerts
-sweep   every few seconds: workers past a deadline -> overdue alerts
+apply   scans.accepted, healthcode.accepted, dispositions -> one PostgreSQL transaction
+        per batch, which also writes the transitions and alerts to the outbox
+sweep   every few seconds: workers past a deadline -> overdue alerts (outbox too)
+relay   the outbox -> loop.transitions, loop.alerts (``shared.service_layer.relay``)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,17 +27,15 @@ from shared.service_layer.messages import (
     AcceptedDisposition,
     AcceptedHealthUpdate,
     AcceptedScan,
-    alert_message,
-    transition_message,
 )
 from shared.service_layer.ports import (
     CodeDirectory,
     InputRecord,
     LoopStore,
-    Message,
     Publisher,
     RecordRefused,
 )
+from shared.service_layer.relay import Relay
 
 if TYPE_CHECKING:
     from shared.adapters.metrics import Metrics
@@ -60,8 +59,14 @@ class Tracker:
         rules: Rules,
         metrics: Metrics,
         codes: CodeDirectory | None = None,
+        relay: Relay | None = None,
+        fault_point: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        # Publishes what the apply transactions wrote to the outbox; woken after each.
+        self.relay = relay
+        # Where the fault suite kills the process (after an apply commit).
+        self.fault_point = fault_point or (lambda point: None)
         # Without a directory no code resolves: such inputs are dead-lettered as unknown_code.
         self.codes = codes
         self.publisher = publisher
@@ -163,7 +168,7 @@ class Tracker:
                     self.store, dispositions, rules=self.rules, now=_utcnow()
                 )
             )
-        await self.publish_transitions(transitions)
+        self._announce(transitions)
         self.metrics.batches_total.labels("apply", "ok").inc()
 
     async def _apply_isolating(
@@ -209,24 +214,18 @@ class Tracker:
             transitions = await handlers.sweep_overdue(
                 self.store, rules=self.rules, now=_utcnow(), limit=1000
             )
-            await self.publish_transitions(transitions)
+            self._announce(transitions)
             total += len(transitions)
             if len(transitions) < 1000:
                 return total
 
-    async def publish_transitions(self, transitions: Sequence[handlers.WorkerTransition]) -> None:
-        changes: list[Message] = []
-        alerts: list[Message] = []
-        at = _utcnow()
+    def _announce(self, transitions: Sequence[handlers.WorkerTransition]) -> None:
+        """Count the alerts raised and wake the relay: the messages are in the outbox."""
+        if not transitions:
+            return
         for item in transitions:
-            t = item.transition
-            for alert in t.raised:
+            for alert in item.transition.raised:
                 self.metrics.alerts_total.labels(alert.kind.value).inc()
-            if t.changed:
-                changes.append(transition_message(item.worker_ref, item.enterprise_id, t, at))
-            for alert in (*t.raised, *(a for a in t.closed if a not in t.raised)):
-                alerts.append(alert_message(item.worker_ref, item.enterprise_id, alert))
-        await asyncio.gather(
-            self.publisher.publish(topics.TRANSITIONS, changes),
-            self.publisher.publish(topics.ALERTS, alerts),
-        )
+        self.fault_point("apply_committed")
+        if self.relay is not None:
+            self.relay.wake.set()

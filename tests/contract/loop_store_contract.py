@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -42,9 +44,10 @@ from shared.service_layer.messages import (
     AcceptedDisposition,
     AcceptedHealthUpdate,
     AcceptedScan,
+    OutboxMessage,
     SourcePosition,
 )
-from shared.service_layer.ports import LoopStore, RecordRefused, SavedState
+from shared.service_layer.ports import LoopStore, Outbox, RecordRefused, SavedState
 
 T0 = datetime(2020, 3, 2, 8, 0, tzinfo=UTC)
 MASKED = "520502********1238"
@@ -695,3 +698,95 @@ class LoopStoreContract:
                 await uow.record_scans([scan(ref)])
                 raise ValueError("a value no column can hold")
         await self.assert_nothing_kept(store, ref)
+
+    # The outbox. Other tests' trackers may have left messages there: each test looks
+    # only at its own (by message_id) and lets the relay hand on whatever else it finds.
+
+    @staticmethod
+    def outgoing(ref: str, n: int) -> list[OutboxMessage]:
+        return [
+            OutboxMessage(str(uuid.uuid4()), "loop.transitions", ref.encode(), f"{i}".encode())
+            for i in range(n)
+        ]
+
+    @staticmethod
+    async def relay_all(store: LoopStore, mine: set[str]) -> list[OutboxMessage]:
+        """Relay until nothing is left; return the messages among ``mine``, as handed on."""
+        outbox = cast(Outbox, store)
+        seen: list[OutboxMessage] = []
+
+        async def publish(messages: Sequence[OutboxMessage]) -> None:
+            seen.extend(m for m in messages if m.message_id in mine)
+
+        for _ in range(1000):
+            if not await outbox.relay(publish, limit=1000):
+                break
+        return seen
+
+    async def test_outbox_messages_committed_are_relayed_once_in_the_order_written(
+        self, store: LoopStore
+    ) -> None:
+        ref = new_ref()
+        first, second = self.outgoing(ref, 3), self.outgoing(ref, 2)
+        async with store.transaction() as uow:
+            await uow.lock_workers({ref: MASKED})
+            await uow.add_to_outbox(first)
+        async with store.transaction() as uow:
+            await uow.lock_workers({ref: MASKED})
+            await uow.add_to_outbox(second)
+        mine = {m.message_id for m in first + second}
+
+        assert await self.relay_all(store, mine) == first + second
+        assert await self.relay_all(store, mine) == []  # deleted once handed on
+
+    async def test_outbox_messages_of_a_rolled_back_transaction_are_never_relayed(
+        self, store: LoopStore
+    ) -> None:
+        ref = new_ref()
+        lost = self.outgoing(ref, 2)
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as uow:
+                await uow.lock_workers({ref: MASKED})
+                await uow.add_to_outbox(lost)
+                raise RuntimeError("the batch failed after writing its messages")
+        assert await self.relay_all(store, {m.message_id for m in lost}) == []
+
+    async def test_a_failed_publish_keeps_every_message_for_the_next_relay(
+        self, store: LoopStore
+    ) -> None:
+        ref = new_ref()
+        kept = self.outgoing(ref, 3)
+        async with store.transaction() as uow:
+            await uow.lock_workers({ref: MASKED})
+            await uow.add_to_outbox(kept)
+
+        async def broker_away(messages: Sequence[OutboxMessage]) -> None:
+            raise ConnectionError("the broker is away")
+
+        with pytest.raises(ConnectionError):
+            await cast(Outbox, store).relay(broker_away, limit=1000)
+        assert await self.relay_all(store, {m.message_id for m in kept}) == kept
+
+    async def test_one_relay_at_a_time(self, store: LoopStore) -> None:
+        ref = new_ref()
+        waiting = self.outgoing(ref, 1)
+        async with store.transaction() as uow:
+            await uow.lock_workers({ref: MASKED})
+            await uow.add_to_outbox(waiting)
+        outbox = cast(Outbox, store)
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def slow(messages: Sequence[OutboxMessage]) -> None:
+            inside.set()
+            await release.wait()
+
+        first = asyncio.create_task(outbox.relay(slow, limit=1000))
+        await asyncio.wait_for(inside.wait(), 10)
+
+        async def must_not_run(messages: Sequence[OutboxMessage]) -> None:
+            raise AssertionError("a second relay ran while the first had the turn")
+
+        assert await outbox.relay(must_not_run, limit=1000) == 0
+        release.set()
+        assert await first >= 1
+        assert await self.relay_all(store, {m.message_id for m in waiting}) == []

@@ -111,10 +111,17 @@ class Pipeline:
             if offset >= start
         ]
 
-    async def apply(self, records: list[InputRecord] | None = None) -> None:
+    async def apply(self, records: list[InputRecord] | None = None, *, relay: bool = True) -> None:
+        """Apply, then let the relay publish the outbox (as its task does once woken)."""
         records = self.accepted() if records is None else records
         await self.tracker.handle_apply(records)
         self.read = {topic: len(self.publisher.published[topic]) for topic in self.read}
+        if relay:
+            await self.relay()
+
+    async def relay(self) -> int:
+        assert self.tracker.relay is not None
+        return await self.tracker.relay.drain()
 
     async def send(self, *messages: tuple[str, bytes]) -> None:
         await self.intake(*messages)
@@ -138,7 +145,9 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def tracker(store: FakeLoopStore, publisher: FakePublisher, registry: CollectorRegistry) -> Tracker:
-    return bootstrap(SETTINGS, store=store, publisher=publisher, metrics=Metrics(registry))
+    return bootstrap(
+        SETTINGS, store=store, publisher=publisher, metrics=Metrics(registry), outbox=store
+    )
 
 
 @pytest.fixture
@@ -311,15 +320,73 @@ async def test_a_scan_the_store_refuses_is_dead_lettered_while_the_rest_of_the_b
     assert scans_counted(registry, poison.scan.kind.value, "rejected") == 1
 
 
-async def test_apply_raises_when_the_publisher_fails_so_its_offsets_stay_uncommitted(
+async def test_a_broker_away_after_the_commit_loses_no_transition_the_outbox_keeps_them(
     pipeline: Pipeline,
     publisher: FakePublisher,
+    store: FakeLoopStore,
 ) -> None:
     await pipeline.intake(*journey(new_id_number()))
+    assert pipeline.tracker.relay is not None
+    assert pipeline.tracker.relay.wake.is_set() is False
+    await pipeline.apply(relay=False)  # committed: the consumer moves on
+
+    assert pipeline.tracker.relay.wake.is_set()  # the relay was told at once
     publisher.fail()
     with pytest.raises(PublishFailed):
-        await pipeline.apply()
-    assert len(pipeline.accepted()) == 4  # still unread: the consumer will deliver them again
+        await pipeline.relay()
+    assert publisher.published[topics.TRANSITIONS] == []
+    assert len(store.committed.outbox) == 1  # one transition (registered -> checked_in)
+
+    publisher.recover()
+    assert await pipeline.relay() == 1
+    [transition] = publisher.values(topics.TRANSITIONS)
+    assert transition["stage"] == "checked_in"
+    assert store.committed.outbox == {}
+    assert await pipeline.relay() == 0  # nothing twice
+
+
+async def test_a_relay_dying_after_the_broker_has_the_messages_sends_them_again_same_ids(
+    store: FakeLoopStore, publisher: FakePublisher, registry: CollectorRegistry
+) -> None:
+    class Killed(Exception):
+        pass
+
+    def kill_after_publish(point: str) -> None:
+        if point == "relay_published":
+            raise Killed(point)
+
+    dying = bootstrap(
+        SETTINGS,
+        store=store,
+        publisher=publisher,
+        metrics=Metrics(registry),
+        outbox=store,
+        fault_point=kill_after_publish,
+    )
+    pipeline = Pipeline(dying, publisher)
+    fever = scan_body("departure_check", new_id_number(), 1, temperature_c=38.5)
+    await pipeline.intake((topics.INPUT_TOPICS["departure_check"], fever))
+    await pipeline.apply(relay=False)
+    assert dying.relay is not None
+    with pytest.raises(Killed):
+        await dying.relay.drain()
+    first = publisher.values(topics.TRANSITIONS) + publisher.values(topics.ALERTS)
+
+    restarted = bootstrap(
+        SETTINGS,
+        store=store,
+        publisher=publisher,
+        metrics=Metrics(CollectorRegistry()),
+        outbox=store,
+    )
+    assert restarted.relay is not None
+    assert await restarted.relay.drain() == 2
+
+    again = publisher.values(topics.TRANSITIONS) + publisher.values(topics.ALERTS)
+    assert len(again) == 4
+    assert {m["message_id"] for m in again} == {m["message_id"] for m in first}
+    [(_, _, headers)] = publisher.published[topics.ALERTS][:1]
+    assert dict(headers or [])["message_id"].decode() == first[-1]["message_id"]
 
 
 async def test_a_colour_turning_red_in_transit_raises_code_changed_in_transit(
@@ -370,6 +437,7 @@ async def test_the_sweep_raises_overdue_arrival_once_the_trip_is_past_its_eta_an
     assert state is not None and state.status is Status.OPEN
 
     assert await tracker.sweep() == 1
+    await pipeline.relay()
 
     state = store.state_of(worker_ref)
     assert state is not None and state.status is Status.BROKEN
@@ -392,6 +460,7 @@ async def test_the_sweep_leaves_a_worker_alone_while_the_trip_may_still_arrive(
     worker_ref = await board(pipeline, store, tracker, eta=hours_ago(1))  # grace: 1 h left
 
     assert await tracker.sweep() == 0
+    await pipeline.relay()
 
     state = store.state_of(worker_ref)
     assert state is not None and state.open_alerts == frozenset()
@@ -441,8 +510,8 @@ async def test_a_withdrawal_applied_from_its_topic_withdraws_the_worker_and_clos
     )
     record = InputRecord(topics.DISPOSITIONS, 0, 0, withdrawal.key(), withdrawal.to_bytes())
 
-    await tracker.handle_apply([record])
-    await tracker.handle_apply([record])  # redelivered: nothing more happens
+    await pipeline.apply([record])
+    await pipeline.apply([record])  # redelivered: nothing more happens
 
     state = store.state_of(worker_ref)
     assert state is not None

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
+from uuid import UUID
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -34,8 +35,13 @@ from shared.domain.vocabulary import (
     Status,
     Travel,
 )
-from shared.service_layer.messages import AcceptedDisposition, AcceptedHealthUpdate, AcceptedScan
-from shared.service_layer.ports import RecordRefused, SavedState, WorkerAssignment
+from shared.service_layer.messages import (
+    AcceptedDisposition,
+    AcceptedHealthUpdate,
+    AcceptedScan,
+    OutboxMessage,
+)
+from shared.service_layer.ports import OutboxPublish, RecordRefused, SavedState, WorkerAssignment
 
 
 def checkpoint_to_json(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -415,6 +421,21 @@ class LoopUnitOfWork:
         )
         return {row["worker_ref"]: row["id_masked"] for row in rows}
 
+    async def add_to_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        """Keep messages for the relay; they commit (or vanish) with this transaction."""
+        if not messages:
+            return
+        await self.connection.copy_records_to_table(
+            "outbox",
+            records=[(UUID(m.message_id), m.topic, m.key, m.value) for m in messages],
+            columns=["message_id", "topic", "key", "value"],
+        )
+
+
+# The relay's turn: a transaction-scoped advisory lock, so one relay publishes at a time
+# and the outbox leaves in the order it was written (a worker's messages keep theirs).
+_RELAY_LOCK = 0x72656C6179  # "relay"
+
 
 class PostgresStore:
     """The PostgreSQL adapter over a connection pool."""
@@ -462,6 +483,35 @@ class PostgresStore:
 
     async def applied_scan_count(self) -> int:
         count: int = await self.pool.fetchval("SELECT count(*) FROM applied_scans")
+        return count
+
+    async def relay(self, publish: OutboxPublish, *, limit: int) -> int:
+        """Hand the oldest outbox messages to ``publish``, then delete them, in one
+        transaction holding the relay's turn (0 when another relay has it)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                return 0
+            # By id, not "up to the largest id seen": a transaction still open may hold a
+            # smaller id than one committed, and its row must stay for the next round.
+            rows = await connection.fetch(
+                "SELECT id, message_id, topic, key, value FROM outbox ORDER BY id LIMIT $1", limit
+            )
+            if not rows:
+                return 0
+            await publish(
+                [
+                    OutboxMessage(str(row["message_id"]), row["topic"], row["key"], row["value"])
+                    for row in rows
+                ]
+            )
+            await connection.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            )
+            return len(rows)
+
+    async def outbox_backlog(self) -> int:
+        """How many messages wait to be relayed."""
+        count: int = await self.pool.fetchval("SELECT count(*) FROM outbox")
         return count
 
     async def ping(self) -> bool:
