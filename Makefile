@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint check-deploy format bench bench-ci clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint audit check-deploy format bench bench-ci clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared
+
+audit: $(STAMP)  ## the virtualenv's distributions (pyproject.toml's pins and their dependencies) against PyPI's advisories; accepted ones in deploy/audit/accepted.toml
+	$(BIN)/python deploy/audit/audit.py --accepted deploy/audit/accepted.toml
 
 check-deploy: $(STAMP)  ## Prometheus config, rules and rule tests (promtool), Alertmanager config (amtool), Grafana dashboards
 	@command -v promtool >/dev/null || { echo "no promtool: run deploy/prometheus/install.sh (apt-get install prometheus)"; exit 1; }
