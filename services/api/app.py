@@ -32,6 +32,7 @@ from services.api.routes import (
     supervision,
     tokens,
     ui,
+    webhooks,
     workers,
 )
 from shared.adapters.kafka.publisher import KafkaPublisher
@@ -45,6 +46,7 @@ from shared.adapters.postgres.read_model import LoopReadModel
 from shared.adapters.postgres.subsidies import SubsidyLoops
 from shared.adapters.postgres.supervision import ROSTER_STATES, SupervisorReads
 from shared.adapters.postgres.tokens import TokenStore
+from shared.adapters.postgres.webhooks import PostgresWebhooks
 from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
 from shared.service_layer.ports import Publisher
@@ -120,6 +122,7 @@ def bootstrap(
         bureau=BureauReads(pool),
         subsidy_loops=SubsidyLoops(pool),
         held=HeldWorkers(pool),
+        webhooks=PostgresWebhooks(pool),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         settings=settings,
         id_cipher=id_cipher,
@@ -201,6 +204,7 @@ def create_app(
         dispositions,
         held,
         subsidies,
+        webhooks,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

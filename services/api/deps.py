@@ -19,6 +19,7 @@ from shared.adapters.postgres.manifests import ManifestStore
 from shared.adapters.postgres.read_model import LoopReadModel
 from shared.adapters.postgres.subsidies import SubsidyLoops
 from shared.adapters.postgres.supervision import SupervisorReads
+from shared.adapters.postgres.webhooks import PostgresWebhooks
 from shared.domain.model import Rules
 from shared.id_encryption import IdNumberCipher
 from shared.identity import Pseudonymiser
@@ -42,6 +43,7 @@ class ApiContext:
     bureau: BureauReads
     subsidy_loops: SubsidyLoops
     held: HeldWorkers
+    webhooks: PostgresWebhooks
     rate_limiter: RateLimiter
     settings: Settings
     # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.
