@@ -1,4 +1,5 @@
-"""``returnloop up``: servers (embedded unless configured), schema, topics, tracker, API.
+"""``returnloop up``: servers (embedded unless configured), schema, topics, tracker, API,
+webhooks.
 
 Everything runs in the foreground; Ctrl-C stops it all and leaves no process.
 """
@@ -160,6 +161,7 @@ def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed:
         processes = {
             "tracker": _spawn("tracker", env, logs / "tracker.log"),
             "api": _spawn("api", env, logs / "api.log"),
+            "webhooks": _spawn("webhooks", env, logs / "webhooks.log"),
         }
         url = f"http://{settings.api_host}:{settings.api_port}"
         interrupted = False

@@ -134,6 +134,12 @@ def api() -> None:
 
 
 @cli.command()
+def webhooks() -> None:
+    """Run the webhook dispatcher (signed deliveries of loop transitions and alerts)."""
+    _run_service("services.webhooks")
+
+
+@cli.command()
 def migrate() -> None:
     """Bring the PostgreSQL schema up to date (alembic)."""
     from shared.adapters.postgres.schema import migrate as run_migrations

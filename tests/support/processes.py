@@ -143,3 +143,32 @@ def running_system(servers: Servers, logs: Path, **env: str) -> Iterator[Running
     finally:
         api.stop()
         tracker.stop()
+
+
+@contextlib.contextmanager
+def running_webhooks(system: RunningSystem, logs: Path, **env: str) -> Iterator[str]:
+    """A webhooks process (``env``: more RETURNLOOP_* settings) beside ``system``, its
+    consumer group its own; yields its metrics URL once it serves. Stopped afterwards."""
+    port = free_port()
+    environment = {
+        **system.env,
+        "RETURNLOOP_WEBHOOKS_METRICS_PORT": str(port),
+        "RETURNLOOP_WEBHOOK_CONSUMER_GROUP": f"returnloop-webhooks-{port}",
+        **env,
+    }
+    webhooks = ServiceProcess(["webhooks"], environment, logs / "webhooks.log").start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if not webhooks.running:
+                raise RuntimeError(f"webhooks exited:\n{webhooks.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"webhooks not serving in 60 s:\n{webhooks.log_tail()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        webhooks.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("api", "tracker", "cli")
+SERVICES = ("api", "tracker", "cli", "webhooks")
 # Client libraries of the servers and the web framework: adapters' and entrypoints' business.
 IO_LIBRARIES = {"asyncpg", "aiokafka", "kafka", "faust", "mode", "fastapi", "starlette", "httpx"}
 

@@ -1,0 +1,1 @@
+"""The webhooks process: signed deliveries of loop transitions and alerts to receivers."""
