@@ -7,7 +7,10 @@ The checks, after every scenario:
 - exactly once: ``applied_scans`` holds each valid scan once, and each
   worker's ``scan_count`` is the number of its distinct scans;
 - each worker's state (stage, status, colour, loop flags, open alerts) equals
-  the oracle's: the pure domain folded over the same scans in event-time order.
+  the oracle's: the pure domain folded over the same scans in event-time order;
+- nothing announced is lost or invented: each worker's ``loop.transitions`` (second
+  copies dropped by ``message_id``) form one unbroken chain from the first stage to
+  the oracle's, and its ``loop.alerts`` end as its stored alerts, each announced.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from shared import topics
+from shared.domain.model import LoopState
 from shared.identity import Pseudonymiser
 from shared.service_layer.messages import AcceptedScan
 from tests.faults.stream import Message, Stream
@@ -185,7 +190,7 @@ class Scenario:
     began: float = field(default_factory=time.monotonic)
 
     async def send_stream(self) -> None:
-        for topic in (topics.ACCEPTED, topics.REJECTED):
+        for topic in (topics.ACCEPTED, topics.REJECTED, topics.TRANSITIONS, topics.ALERTS):
             self.starts[topic] = await end_offsets(self.bootstrap, topic)
         self.refs = sorted({self.pseudonymiser.worker_ref(n) for n in self.stream.id_numbers})
         self.sent = await send(self.bootstrap, self.stream)
@@ -235,10 +240,12 @@ class Scenario:
     async def finish_and_check(self, report: Callable[[str], None]) -> dict[str, Any]:
         await self.wait_applied(1.0, within=240)
         dead_letters = await self._wait_dead_letters()
+        await self._wait_outbox_empty()
         self.trackers.stop_all()
         accepted = await self._accepted_sources()
         result = self._check_sorting(accepted, dead_letters)
         await self._check_exactly_once_and_states()
+        result |= await self._check_announcements()
         result |= {
             "scenario": self.name,
             "workers": len(self.refs),
@@ -262,7 +269,9 @@ class Scenario:
             f"{result['trackers_started']}, SIGKILLed {result['killed']}, exited and restarted "
             f"{result['exited_and_restarted']}; batches retried {result['batch_retries']}, "
             f"commits refused {result['commits_refused']}; injected: {'; '.join(self.injected) or 'nothing'}; "
-            f"applied exactly once, states = oracle; {result['seconds']} s"
+            f"applied exactly once, states = oracle; announced {result['transitions']} "
+            f"transitions and {result['alerts']} alert messages ({result['second_copies']} "
+            f"second copies dropped by message_id), none lost or invented; {result['seconds']} s"
         )
         return result
 
@@ -378,3 +387,87 @@ class Scenario:
             f"{self.name}: {len(wrong)} of {len(rows)} workers differ from the oracle "
             f"(got, expected): {wrong[:3]}"
         )
+
+    async def _wait_outbox_empty(self, within: float = 120) -> None:
+        """Keep the trackers running until their relay has published everything."""
+        deadline = time.monotonic() + within
+        while True:
+            self.trackers.supervise()
+            waiting = await self.pool.fetchval("SELECT count(*) FROM outbox")
+            if waiting == 0:
+                return
+            assert time.monotonic() < deadline, (
+                f"{self.name}: {waiting} messages still in the outbox after {within} s\n"
+                f"{self.trackers.log_tails()}"
+            )
+            await asyncio.sleep(0.2)
+
+    async def _announced(self, topic: str) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        """This run's messages on ``topic`` per worker in partition order, second copies
+        (same message_id) dropped; and how many were dropped."""
+        mine = set(self.refs)
+        seen: set[str] = set()
+        second_copies = 0
+        by_worker: dict[str, list[dict[str, Any]]] = {}
+        for record in await read_since(self.bootstrap, topic, self.starts[topic]):
+            body = orjson.loads(record.value or b"")
+            if body.get("worker_ref") not in mine:
+                continue
+            headers = dict(record.headers or ())
+            assert headers.get("message_id", b"").decode() == body["message_id"], body
+            if body["message_id"] in seen:
+                second_copies += 1
+                continue
+            seen.add(body["message_id"])
+            by_worker.setdefault(body["worker_ref"], []).append(body)
+        return by_worker, second_copies
+
+    async def _check_announcements(self) -> dict[str, Any]:
+        transitions, copies_t = await self._announced(topics.TRANSITIONS)
+        alerts, copies_a = await self._announced(topics.ALERTS)
+        states = {
+            row["worker_ref"]: (row["stage"], row["status"])
+            for row in await self.pool.fetch(
+                "SELECT worker_ref, stage, status FROM loop_state WHERE worker_ref = ANY($1)",
+                self.refs,
+            )
+        }
+        first = LoopState()
+        broken = []
+        for ref in self.refs:
+            at = (first.stage.value, first.status.value)
+            for message in transitions.get(ref, []):
+                if (message["previous_stage"], message["previous_status"]) != at:
+                    broken.append((ref, at, message))
+                    break
+                at = (message["stage"], message["status"])
+            else:
+                if at != states[ref]:
+                    broken.append((ref, at, states[ref]))
+        assert not broken, (
+            f"{self.name}: {len(broken)} workers' transitions are not one chain ending at "
+            f"their state (worker, announced so far, next or stored): {broken[:3]}"
+        )
+        stored = {
+            (row["worker_ref"], row["kind"], row["raised_at"]): row["open"]
+            for row in await self.pool.fetch(
+                "SELECT worker_ref, kind, raised_at, open FROM alerts WHERE worker_ref = ANY($1)",
+                self.refs,
+            )
+        }
+        told: dict[tuple[str, str, datetime], bool] = {}
+        for ref, messages in alerts.items():
+            for message in messages:
+                raised_at = datetime.fromisoformat(message["raised_at"])
+                told[(ref, message["kind"], raised_at)] = message["open"]
+        assert told == stored, (
+            f"{self.name}: announced alerts differ from the stored ones: "
+            f"lost {sorted(set(stored) - set(told))[:3]}, "
+            f"invented {sorted(set(told) - set(stored))[:3]}, "
+            f"open differs {[k for k in stored if k in told and told[k] != stored[k]][:3]}"
+        )
+        return {
+            "transitions": sum(map(len, transitions.values())),
+            "alerts": sum(map(len, alerts.values())),
+            "second_copies": copies_t + copies_a,
+        }

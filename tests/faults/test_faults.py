@@ -94,3 +94,23 @@ async def test_postgres_refuses_connections_for_a_while(
     finally:
         deploy("postgres/refuse-connections.sh", "off", log=log)
     await scenario.finish_and_check(report)
+
+
+async def test_sigkill_between_the_commit_and_the_publish(
+    scenario: Scenario, report: Callable[[str], None]
+) -> None:
+    """Each tracker kills itself at the worst moments for its announcements: right after
+    an apply transaction commits (its transitions and alerts only in the outbox), then
+    right after the broker acknowledged a relay round (the rows not yet deleted, so the
+    next relay sends them again)."""
+    clean = scenario.trackers.env
+    scenario.trackers.env = {**clean, "RETURNLOOP_FAULT_KILL_AT": "apply_committed:4"}
+    scenario.trackers.start()
+    await scenario.mid_stream(0.35, "SIGKILL after each tracker's 4th apply commit")
+    scenario.trackers.env = {**clean, "RETURNLOOP_FAULT_KILL_AT": "relay_published:3"}
+    await scenario.mid_stream(0.7, "SIGKILL after each tracker's 3rd relay round is acknowledged")
+    scenario.trackers.env = clean
+    result = await scenario.finish_and_check(report)
+    assert scenario.trackers.count_in_logs('"point":"apply_committed"') >= 2
+    assert scenario.trackers.count_in_logs('"point":"relay_published"') >= 2
+    assert result["second_copies"] > 0, "a relay killed after publishing sends again"
