@@ -127,6 +127,19 @@ def fresh_token_id(world: World) -> str:
     return token_id
 
 
+def fresh_webhook_id(world: World) -> str:
+    """A registration for an enterprise that never has events: nothing is ever sent to it."""
+    body = {
+        "url": "http://127.0.0.1:9/matrix",
+        "event_kinds": ["transition"],
+        "enterprise_id": "matrix-no-such-enterprise",
+    }
+    response = world.admin.post("/v1/webhooks", json=body)
+    assert response.status_code == 201, response.text
+    webhook_id: str = response.json()["webhook_id"]
+    return webhook_id
+
+
 def gate_decision(world: World, enterprise_id: str, **identifier: str) -> dict[str, Any]:
     return {"url": "/v1/gate/decision", "json": {**identifier, "enterprise_id": enterprise_id}}
 
@@ -316,6 +329,20 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/v1/alerts/{alert_id}/acknowledge", "an alert of the gate's enterprise",
         lambda w: {"url": f"/v1/alerts/{w.alert_id}/acknowledge", "json": {"note": "matrix"}},
         only("supervisor", "admin")),
+    Row("POST", "/v1/webhooks", "a receiver of one enterprise's transitions",
+        lambda w: {"url": "/v1/webhooks",
+                   "json": {"url": "https://receiver.example/hook", "event_kinds": ["transition"],
+                            "enterprise_id": "matrix-no-such-enterprise"}},
+        only("admin", ok=201)),
+    Row("GET", "/v1/webhooks", "all", lambda w: {"url": "/v1/webhooks"}, only("admin")),
+    Row("POST", "/v1/webhooks/{webhook_id}/disable", "a registration",
+        lambda w: {"url": f"/v1/webhooks/{fresh_webhook_id(w)}/disable"}, only("admin")),
+    Row("POST", "/v1/webhooks/{webhook_id}/enable", "a registration",
+        lambda w: {"url": f"/v1/webhooks/{fresh_webhook_id(w)}/enable"}, only("admin")),
+    Row("DELETE", "/v1/webhooks/{webhook_id}", "a registration",
+        lambda w: {"url": f"/v1/webhooks/{fresh_webhook_id(w)}"}, only("admin")),
+    Row("GET", "/v1/webhooks/{webhook_id}/deliveries", "a registration's log",
+        lambda w: {"url": f"/v1/webhooks/{fresh_webhook_id(w)}/deliveries"}, only("admin")),
     Row("GET", "/healthz", "", lambda w: {"url": "/healthz"}, public()),
     Row("GET", "/readyz", "", lambda w: {"url": "/readyz"}, public()),
     Row("GET", "/metrics", "", lambda w: {"url": "/metrics"}, public()),
