@@ -17,9 +17,16 @@ def compose() -> dict:  # type: ignore[type-arg]
 
 def test_the_compose_stack_has_every_production_service() -> None:
     services = compose()["services"]
-    assert {"kafka", "postgres", "migrate", "tracker", "api", "prometheus", "grafana"} <= set(
-        services
-    )
+    assert {
+        "kafka",
+        "postgres",
+        "migrate",
+        "tracker",
+        "webhooks",
+        "api",
+        "prometheus",
+        "grafana",
+    } <= set(services)
     assert services["tracker"]["deploy"]["replicas"] == 2
 
 
@@ -32,7 +39,7 @@ def test_compose_uses_the_kafka_version_ci_tests_against() -> None:
 
 def test_services_wait_for_healthy_or_finished_dependencies() -> None:
     services = compose()["services"]
-    for name in ("migrate", "tracker", "api"):
+    for name in ("migrate", "tracker", "webhooks", "api"):
         conditions = {dep["condition"] for dep in services[name]["depends_on"].values()}
         assert conditions <= {"service_healthy", "service_completed_successfully"}, name
     for name in ("kafka", "postgres"):
@@ -75,11 +82,12 @@ def built_services() -> dict[str, dict]:  # type: ignore[type-arg]
 
 def test_one_dockerfile_builds_every_service_by_target() -> None:
     builds = built_services()
-    assert set(builds) == {"migrate", "tracker", "api"}
+    assert set(builds) == {"migrate", "tracker", "webhooks", "api"}
     assert {build["dockerfile"] for build in builds.values()} == {"deploy/Dockerfile"}
     assert {name: build["target"] for name, build in builds.items()} == {
         "migrate": "api",
         "tracker": "tracker",
+        "webhooks": "webhooks",
         "api": "api",
     }
     for build in builds.values():
@@ -91,7 +99,7 @@ def test_one_dockerfile_builds_every_service_by_target() -> None:
 
 def test_both_targets_share_a_base_that_makes_the_data_dir_before_dropping_root() -> None:
     stages = dockerfile_stages(ROOT / "deploy/Dockerfile")
-    for target in ("api", "tracker"):
+    for target in ("api", "tracker", "webhooks"):
         assert stages[target][0] == ("FROM", f"base AS {target}")
         assert stages[target][-1][0] == "CMD"
         assert json.loads(stages[target][-1][1]) == ["returnloop", target]
