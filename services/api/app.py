@@ -115,7 +115,7 @@ def bootstrap(
         publisher=publisher,
         pseudonymiser=pseudonymiser,
         links=LinkStore(pool, pseudonymiser),
-        authority=TokenAuthority(TokenStore(pool), admin),
+        authority=TokenAuthority(TokenStore(pool), admin, settings.token_default_hours),
         metrics=metrics,
         rules=rules_from(settings),
         supervision=SupervisorReads(pool),
@@ -124,6 +124,9 @@ def bootstrap(
         held=HeldWorkers(pool),
         webhooks=PostgresWebhooks(pool),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        unauthenticated_limiter=RateLimiter(
+            settings.unauthenticated_rate_per_minute, caller="address"
+        ),
         settings=settings,
         id_cipher=id_cipher,
     )

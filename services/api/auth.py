@@ -40,6 +40,16 @@ ENTERPRISE_SCOPED = frozenset({Role.GATE})
 DISTRICT_SCOPED = frozenset({Role.SUPERVISOR})
 
 
+def scope_fits(role: Role, enterprise_id: str | None, district: str | None) -> bool:
+    """Whether a token of ``role`` can be held to this scope: a gate to its one enterprise,
+    a supervisor to a district or none, every other role to none."""
+    if role is Role.GATE and enterprise_id is None:
+        return False
+    if enterprise_id is not None and role not in ENTERPRISE_SCOPED:
+        return False
+    return district is None or role in DISTRICT_SCOPED
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a role, for a gate the one enterprise it serves, and for a
@@ -68,7 +78,7 @@ class Principal:
 class IssuedToken:
     token: str
     token_id: str
-    expires_at: datetime | None
+    expires_at: datetime
 
 
 def hash_token(token: str) -> str:
@@ -80,12 +90,20 @@ def hash_token(token: str) -> str:
 BOOTSTRAP_ACTOR = "admin:bootstrap-token"
 
 
-class TokenAuthority:
-    """Checks bearer tokens: the bootstrap admin token, or an issued one."""
+def expiry(now: datetime, expires_in_hours: float | None, default_hours: float) -> datetime:
+    """When a token issued ``now`` expires: after the hours asked for, else the default."""
+    hours = expires_in_hours if expires_in_hours is not None else default_hours
+    return now + timedelta(hours=hours)
 
-    def __init__(self, store: TokenStore, admin_token: str | None) -> None:
+
+class TokenAuthority:
+    """Checks bearer tokens: the bootstrap admin token, or an issued one (which expires
+    after ``default_hours`` unless issued with its own lifetime)."""
+
+    def __init__(self, store: TokenStore, admin_token: str | None, default_hours: float) -> None:
         self.store = store
         self.admin_token = admin_token
+        self.default_hours = default_hours
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -98,6 +116,11 @@ class TokenAuthority:
         if record is None:
             raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
         role = Role(record.role)
+        if not scope_fits(role, record.enterprise_id, record.district):
+            # Issued before scopes were checked: honouring it would ignore its scope.
+            raise ApiError(
+                401, "unauthorized", "the token's scope does not fit its role; issue a new one"
+            )
         return Principal(
             role,
             record.enterprise_id,
@@ -115,11 +138,7 @@ class TokenAuthority:
         token = "rl_" + secrets.token_urlsafe(32)
         # The token's public name, for listing and revoking; it reveals nothing of the token.
         token_id = "tok_" + secrets.token_hex(8)
-        expires_at = (
-            datetime.now(UTC) + timedelta(hours=expires_in_hours)
-            if expires_in_hours is not None
-            else None
-        )
+        expires_at = expiry(datetime.now(UTC), expires_in_hours, self.default_hours)
         await self.store.save_token(
             token_id, hash_token(token), role.value, enterprise_id, expires_at, district
         )

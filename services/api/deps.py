@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 
 from services.api.auth import BOOTSTRAP_ACTOR, Principal, Role, TokenAuthority
 from services.api.errors import ApiError
-from services.api.limits import RateLimiter
+from services.api.limits import RateLimiter, client_address
 from shared.adapters.metrics import Metrics
 from shared.adapters.postgres.bureau import BureauReads
 from shared.adapters.postgres.held import HeldWorkers
@@ -45,6 +45,8 @@ class ApiContext:
     held: HeldWorkers
     webhooks: PostgresWebhooks
     rate_limiter: RateLimiter
+    # Per client address, for requests that bring no valid token.
+    unauthenticated_limiter: RateLimiter
     settings: Settings
     # None when RETURNLOOP_ID_ENCRYPTION_KEYS is unset: no full ID number is kept.
     id_cipher: IdNumberCipher | None = None
@@ -60,9 +62,15 @@ ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
 async def get_principal(
-    context: ContextDep, authorization: Annotated[str | None, Header()] = None
+    context: ContextDep, request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    principal = await context.authority.authenticate(authorization)
+    try:
+        principal = await context.authority.authenticate(authorization)
+    except ApiError:
+        # Only a request with no valid token pays for this (a 429 instead of its 401):
+        # a valid token is never slowed or refused by its address's neighbours.
+        context.unauthenticated_limiter.check(client_address(request.client))
+        raise
     if principal.actor != BOOTSTRAP_ACTOR:
         context.rate_limiter.check(principal.actor)
     return principal

@@ -1,11 +1,14 @@
-"""Request limits: a per-token rate limit and a cap on request bodies, each a clear 4xx."""
+"""Request limits: a rate limit per token, one per client address for requests with no
+valid token, and a cap on request bodies; each a clear 4xx."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -21,10 +24,11 @@ class _Bucket:
 
 
 class RateLimiter:
-    """An in-process token bucket per caller (``Principal.actor``).
+    """An in-process token bucket per caller (``Principal.actor``, or a client address).
 
     Each API process keeps its own buckets, so N processes allow up to N times
-    the rate; enough to stop a runaway client, not a quota.
+    the rate; enough to stop a runaway client, not a quota. At most about
+    ``max_callers`` buckets are kept, whoever makes up the callers.
     """
 
     def __init__(
@@ -33,11 +37,13 @@ class RateLimiter:
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_callers: int = 100_000,
+        caller: Literal["token", "address"] = "token",
     ) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(burst or per_minute)
         self.clock = clock
         self.max_callers = max_callers
+        self.caller = caller
         self._buckets: dict[str, _Bucket] = {}
 
     def check(self, caller: str) -> None:
@@ -54,7 +60,7 @@ class RateLimiter:
         bucket.updated = now
         if bucket.tokens < 1:
             retry_after = max(1, math.ceil((1 - bucket.tokens) / self.rate))
-            raise RateLimited(retry_after)
+            raise RateLimited(retry_after, self.caller)
         bucket.tokens -= 1
 
     def _forget_full(self, now: float) -> None:
@@ -62,12 +68,35 @@ class RateLimiter:
         for caller, bucket in list(self._buckets.items()):
             if bucket.tokens + (now - bucket.updated) * self.rate >= self.capacity:
                 del self._buckets[caller]
+        # Callers an attacker makes up (addresses) may all be busy: then the oldest go,
+        # a tenth at once, so that the scan above runs once per that many new callers.
+        if len(self._buckets) >= self.max_callers:
+            for caller in list(self._buckets)[: max(1, self.max_callers // 10)]:
+                del self._buckets[caller]
+
+
+def client_address(client: tuple[str, int] | None) -> str:
+    """The caller an address rate limit counts: the IPv4 address, or the IPv6 /64 (one
+    host usually holds a whole /64, and would otherwise have 2^64 fresh buckets)."""
+    if client is None:
+        return "unknown"
+    host = client[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network((address, 64), strict=False))
+    return str(address)
 
 
 class RateLimited(ApiError):
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, caller: str = "token") -> None:
+        whose = "for this token" if caller == "token" else "without a valid token from here"
         super().__init__(
-            429, "rate_limited", f"too many requests for this token; retry in {retry_after} s"
+            429, "rate_limited", f"too many requests {whose}; retry in {retry_after} s"
         )
         self.headers = {"Retry-After": str(retry_after)}
 

@@ -240,6 +240,7 @@ async def test_a_trip_with_an_unknown_mode_is_unprocessable(admin: httpx.AsyncCl
 
 async def test_an_admin_issues_a_role_token(admin: httpx.AsyncClient) -> None:
     enterprise_id = unique("E")
+    await admin.post("/v1/manifests", json=manifest_for(random_id_number(), enterprise_id))
 
     response = await admin.post(
         "/v1/tokens", json={"role": "gate", "enterprise_id": enterprise_id, "expires_in_hours": 2}
@@ -376,6 +377,7 @@ async def test_a_gate_may_check_in_only_at_its_own_enterprise(
     admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
 ) -> None:
     id_number, own, other = random_id_number(), unique("E"), unique("E")
+    await admin.post("/v1/manifests", json=manifest_for(random_id_number(), own))
     gate = await issue_token(admin, "gate", enterprise_id=own)
     batch = [
         scan(id_number, "checkin", enterprise_id=own),
@@ -398,6 +400,7 @@ async def test_a_gate_cannot_read_a_worker_of_another_enterprise(
 ) -> None:
     id_number, own, other = random_id_number(), unique("E"), unique("E")
     await admin.post("/v1/manifests", json=manifest_for(id_number, other))
+    await admin.post("/v1/manifests", json=manifest_for(random_id_number(), own))
     worker_ref = await worker_ref_of(admin, id_number)
     own_gate = await issue_token(admin, "gate", enterprise_id=own)
     others_gate = await issue_token(admin, "gate", enterprise_id=other)

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.e2e
 
 BURST = 5
 MAX_BODY_BYTES = 64 * 1024
+# Requests with no valid token a minute, per client address (here every client is 127.0.0.1).
+UNAUTHENTICATED = 4
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,7 @@ def limited_api(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> I
         RETURNLOOP_RATE_LIMIT_PER_MINUTE="6",
         RETURNLOOP_RATE_LIMIT_BURST=str(BURST),
         RETURNLOOP_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+        RETURNLOOP_UNAUTHENTICATED_RATE_PER_MINUTE=str(UNAUTHENTICATED),
     )
     log: Path = tmp_path_factory.mktemp("limited-api") / "api.log"
     with served_api(env, log) as url:
@@ -79,6 +82,27 @@ async def test_the_bootstrap_admin_token_is_not_rate_limited(
     answered = [(await client.get("/v1/alerts", headers=bootstrap)) for _ in range(BURST * 2)]
 
     assert [r.status_code for r in answered] == [200] * (BURST * 2)
+
+
+async def test_requests_without_a_valid_token_are_limited_per_address_and_tokens_are_not(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    supervisor = await issue(admin, "supervisor")
+    wrong = {"Authorization": "Bearer rl_not-a-token"}
+    refused = [
+        (await client.get("/v1/alerts", headers=headers))
+        for headers in [{}, wrong] * UNAUTHENTICATED
+    ]
+
+    assert [r.status_code for r in refused[:UNAUTHENTICATED]] == [401] * UNAUTHENTICATED
+    assert {r.status_code for r in refused[UNAUTHENTICATED:]} == {429}
+    limited = refused[-1]
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert "without a valid token" in limited.json()["error"]["message"]
+    assert int(limited.headers["Retry-After"]) >= 1
+    # The same address with a valid token is served, however busy its neighbours are.
+    assert (await client.get("/v1/alerts", headers=supervisor)).status_code == 200
+    assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_health_and_metrics_are_not_rate_limited(client: httpx.AsyncClient) -> None:

@@ -105,7 +105,10 @@ async def test_every_roster_and_every_trip_match_their_single_views(
 async def test_only_supervisors_and_admins_read_the_lists(
     admin: httpx.AsyncClient, role: str, system: Any
 ) -> None:
-    fields = {"enterprise_id": "E0001"} if role == "gate" else {}
+    fields = {"enterprise_id": unique("E")} if role == "gate" else {}
+    if fields:  # a gate token is issued for an enterprise on a manifest only
+        enterprise = {**fields, "name": "列表厂", "shortage": 0}
+        await post_manifest(admin, {"enterprises": [enterprise]})
     token = await issue_token(admin, role, **fields)
     async with httpx.AsyncClient(base_url=system.url, headers=bearer(token), timeout=30) as client:
         for path in ("/v1/enterprises", "/v1/trips"):

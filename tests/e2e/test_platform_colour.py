@@ -360,6 +360,9 @@ async def test_who_may_post_colour_updates(
 ) -> None:
     id_number = random_id_number()
     body = {"updates": [colour("green", ago(1), id_number=id_number)]}
+    if "enterprise_id" in fields:  # a gate token is issued for an enterprise on a manifest only
+        enterprise = {"enterprise_id": fields["enterprise_id"], "name": "色码厂", "shortage": 0}
+        assert (await admin.post("/v1/manifests", json={"enterprises": [enterprise]})).is_success
     async with role_client(system, admin, role, **fields) as client:
         response = await client.post("/v1/healthcode/updates", json=body)
 

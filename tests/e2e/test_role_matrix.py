@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -240,6 +241,16 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/v1/tokens", "a supervisor token",
         lambda w: {"url": "/v1/tokens", "json": {"role": "supervisor", "expires_in_hours": 1}},
         only("admin", ok=201)),
+    # A scope the role cannot use is refused, never ignored (a supervisor's is a district).
+    Row("POST", "/v1/tokens", "a supervisor token scoped to an enterprise",
+        lambda w: {"url": "/v1/tokens", "json": {"role": "supervisor", "enterprise_id": w.own}},
+        only("admin", ok=422)),
+    Row("POST", "/v1/tokens", "a gate token for the world's enterprise",
+        lambda w: {"url": "/v1/tokens", "json": {"role": "gate", "enterprise_id": w.own}},
+        only("admin", ok=201)),
+    Row("POST", "/v1/tokens", "a gate token for an enterprise on no manifest",
+        lambda w: {"url": "/v1/tokens", "json": {"role": "gate", "enterprise_id": unique("E-no")}},
+        only("admin", ok=422)),
     Row("DELETE", "/v1/tokens/{token_id}", "a recruiter token",
         lambda w: {"url": f"/v1/tokens/{fresh_token_id(w)}"}, only("admin")),
     Row("POST", "/v1/links", "a new worker's codes",
@@ -640,3 +651,109 @@ def test_a_district_supervisors_held_list_and_subsidies_hold_its_district_only(
     assert {row["enterprise_id"] for row in ledger["enterprises"]} <= {world.own}
     assert {row["enterprise_id"] for row in ledger["workers"]} <= {world.own}
     assert (other_ledger["workers"], other_ledger["total_yuan"]) == ([], 0.0)
+
+
+# --- what is audited ----------------------------------------------------------------
+# Reading one worker, looking one up (by ID number or by a code) and deciding about one
+# each leave an entry naming the worker by worker_ref (the ID number a request named is
+# never kept), with who asked. The principal is one the table lets through.
+AUDITED: dict[tuple[str, str, str], tuple[str, str]] = {
+    ("POST", "/v1/workers/lookup", "own enterprise's worker"): ("supervisor", "lookup_worker"),
+    ("GET", "/v1/workers/{worker_ref}", "own enterprise's worker"): ("gate", "read_worker"),
+    ("POST", "/v1/links/resolve", "own enterprise's worker's code"): ("recruiter", "resolve"),
+    ("POST", "/v1/decisions", "checkin at the gate's enterprise"): ("gate", "decision"),
+    ("POST", "/v1/decisions", "arrival_check"): ("health_station", "decision"),
+    ("POST", "/v1/gate/decision", "own worker at the gate's enterprise"): (
+        "supervisor",
+        "gate_decision",
+    ),
+}
+
+
+def audit_entries(world: World, *, after: int = 0, **filters: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    while True:
+        page = world.admin.get("/v1/audit", params={"after": after, "limit": 500, **filters}).json()
+        entries.extend(page["entries"])
+        if page["next_after"] is None:
+            return entries
+        after = page["next_after"]
+
+
+def last_audit_id(world: World) -> int:
+    """An entry made now (the admin reads the own worker), so later ones are after it."""
+    world.admin.get(f"/v1/workers/{world.own_worker.worker_ref}")
+    audit_id: int = audit_entries(world, worker_ref=world.own_worker.worker_ref)[-1]["audit_id"]
+    return audit_id
+
+
+def test_the_audited_rows_name_rows_of_the_table() -> None:
+    rows = {(row.method, row.path, row.case): row for row in ROWS}
+    assert set(AUDITED) <= set(rows)
+    for key, (principal, _) in AUDITED.items():
+        assert rows[key].expect[principal] == 200, key
+
+
+@pytest.mark.parametrize(
+    "row",
+    [row for row in ROWS if (row.method, row.path, row.case) in AUDITED],
+    ids=lambda row: f"{row.method} {row.path} [{row.case}]",
+)
+def test_reading_looking_up_and_deciding_about_a_worker_is_audited(
+    system: RunningSystem, world: World, row: Row
+) -> None:
+    principal, action = AUDITED[(row.method, row.path, row.case)]
+    since = last_audit_id(world)
+
+    response = call(system, world, row, principal)
+
+    assert response.status_code == 200, response.text
+    entries = audit_entries(world, after=since, worker_ref=world.own_worker.worker_ref)
+    assert [(e["action"], e["role"]) for e in entries] == [(action, principal)], entries
+    (entry,) = entries
+    assert entry["actor"].startswith(f"{principal}:")
+    assert world.own_worker.id_number not in str(entry)
+    assert world.own_worker.ssc_card_no not in str(entry)
+
+
+def test_issuing_a_token_is_audited_by_its_name_and_scope_never_the_token(
+    world: World,
+) -> None:
+    since = last_audit_id(world)
+
+    issued = world.admin.post("/v1/tokens", json={"role": "gate", "enterprise_id": world.own})
+
+    assert issued.status_code == 201, issued.text
+    token, token_id = issued.json()["token"], issued.json()["token_id"]
+    entries = [e for e in audit_entries(world, after=since) if e["action"] == "issue_token"]
+    assert len(entries) == 1, entries
+    (entry,) = entries
+    assert entry["role"] == "admin" and entry["worker_ref"] is None
+    assert entry["detail"].startswith(f"{token_id} gate enterprise_id={world.own} until ")
+    assert token not in str(entry)
+
+
+# --- tokens expire by default -------------------------------------------------------
+# The system runs with the default RETURNLOOP_TOKEN_DEFAULT_HOURS: 12 hours, one shift.
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_token_issued_without_a_lifetime_expires_after_a_shift(world: World, role: str) -> None:
+    before = datetime.now(UTC)
+    body = {"role": role, **({"enterprise_id": world.own} if role == "gate" else {})}
+
+    issued = world.admin.post("/v1/tokens", json=body)
+
+    assert issued.status_code == 201, issued.text
+    expires_at = datetime.fromisoformat(issued.json()["expires_at"])
+    assert before + timedelta(hours=12) <= expires_at <= datetime.now(UTC) + timedelta(hours=12)
+
+
+def test_a_lifetime_asked_for_wins_over_the_default(world: World) -> None:
+    before = datetime.now(UTC)
+
+    issued = world.admin.post("/v1/tokens", json={"role": "supervisor", "expires_in_hours": 72})
+
+    assert issued.status_code == 201, issued.text
+    expires_at = datetime.fromisoformat(issued.json()["expires_at"])
+    assert before + timedelta(hours=72) <= expires_at <= datetime.now(UTC) + timedelta(hours=72)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -55,12 +56,37 @@ class RevokedOut(BaseModel):
     revoked_at: str
 
 
+def _described(token_id: str, body: TokenIn, expires_at: datetime) -> str:
+    # What the audit keeps of an issued token: its public name and scope, never the token.
+    scope = "".join(
+        f" {name}={value}"
+        for name, value in (("enterprise_id", body.enterprise_id), ("district", body.district))
+        if value is not None
+    )
+    return f"{token_id} {body.role.value}{scope} until {expires_at.isoformat()}"
+
+
 @router.post("/tokens", status_code=201, response_model=TokenOut, response_model_exclude_unset=True)
-async def issue_token(body: TokenIn, context: ContextDep, _: Admin) -> Any:
+async def issue_token(body: TokenIn, context: ContextDep, principal: Admin) -> Any:
     """Issue a token for a role (a gate token is bound to one enterprise, a supervisor's may
-    be bound to one district)."""
+    be bound to one district); it expires after ``expires_in_hours`` or the default."""
+    if body.enterprise_id is not None and not await context.manifests.known_enterprises(
+        [body.enterprise_id]
+    ):
+        raise ApiError(
+            422,
+            "unknown_enterprise",
+            f"no enterprise {body.enterprise_id!r} is on a manifest; post it first",
+        )
     issued = await context.authority.issue(
         body.role, body.enterprise_id, body.expires_in_hours, body.district
+    )
+    await audit(
+        context,
+        principal,
+        action="issue_token",
+        worker_ref=None,
+        detail=_described(issued.token_id, body, issued.expires_at),
     )
     return {
         "token": issued.token,
@@ -68,7 +94,7 @@ async def issue_token(body: TokenIn, context: ContextDep, _: Admin) -> Any:
         "role": body.role.value,
         "enterprise_id": body.enterprise_id,
         **({"district": body.district} if body.district is not None else {}),
-        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+        "expires_at": issued.expires_at.isoformat(),
     }
 
 

@@ -26,7 +26,9 @@ class Lookup(BaseModel):
     id_number: str
 
 
-async def _view_for(context: ContextDep, principal: Principal, worker_ref: str) -> dict[str, Any]:
+async def _view_for(
+    context: ContextDep, principal: Principal, worker_ref: str, *, action: str
+) -> dict[str, Any]:
     if principal.role not in (
         Role.GATE,
         Role.SUPERVISOR,
@@ -40,6 +42,8 @@ async def _view_for(context: ContextDep, principal: Principal, worker_ref: str) 
     # others' are "not found" to them.
     if view is None or not await may_read_worker(context, principal, view):
         raise ApiError(404, "not_found", "no such worker")
+    # Who read whose loop is kept (by worker_ref: the ID number a lookup named never is).
+    await audit(context, principal, action=action, worker_ref=worker_ref)
     return view
 
 
@@ -50,7 +54,8 @@ async def lookup(body: Lookup, context: ContextDep, principal: PrincipalDep) -> 
         id_number = normalise_id_number(body.id_number)
     except InvalidIdNumber as problem:
         raise ApiError(422, problem.code, str(problem)) from None
-    return await _view_for(context, principal, context.pseudonymiser.worker_ref(id_number))
+    worker_ref = context.pseudonymiser.worker_ref(id_number)
+    return await _view_for(context, principal, worker_ref, action="lookup_worker")
 
 
 @router.get("/workers/{worker_ref}", response_model=LoopView)
@@ -58,7 +63,7 @@ async def get_worker(worker_ref: str, context: ContextDep, principal: PrincipalD
     """The loop view of one worker."""
     if not WORKER_REF.fullmatch(worker_ref):
         raise ApiError(404, "not_found", "no such worker")
-    return await _view_for(context, principal, worker_ref)
+    return await _view_for(context, principal, worker_ref, action="read_worker")
 
 
 class RevealIn(BaseModel):
