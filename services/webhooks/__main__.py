@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from prometheus_client import CollectorRegistry
@@ -17,6 +18,8 @@ def main() -> int:
         if not settings.kafka_bootstrap or not settings.database_url:
             raise SettingsError("webhooks need RETURNLOOP_KAFKA_BOOTSTRAP and _DATABASE_URL")
         configure_logging("webhooks", settings.log_level)
+        # One line per POST would name every receiver URL at INFO; attempts log their own.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         from services.webhooks.main import WebhooksProcess, serve_metrics
 
         registry = CollectorRegistry()
