@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from services.api.auth import TokenAuthority
 from services.api.deps import ApiContext
 from services.api.errors import ERROR_RESPONSES, install_error_handlers
+from services.api.headers import SecurityHeaders
 from services.api.limits import BodySizeLimit, RateLimiter
 from services.api.observe import ObserveLatency
 from services.api.routes import (
@@ -192,6 +193,8 @@ def create_app(
 
     # Outermost of the app's own middleware: a huge body is refused before anything reads it.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Around even that, so each answer under /v1 (a 413 too) says it must not be cached.
+    app.add_middleware(SecurityHeaders)
 
     v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
     for module in (

@@ -128,7 +128,7 @@ async def test_the_pages_are_served_with_a_closed_policy(admin: httpx.AsyncClien
         response = await admin.get(path)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
-        assert "default-src 'self'" in response.headers["content-security-policy"]
+        assert "script-src 'self'" in response.headers["content-security-policy"]
     script = await admin.get("/ui/static/scanner.js")
     assert script.headers["content-type"].startswith("text/javascript")
     for path in ("/ui/static/..%2Fapp.py", "/ui/static/nothing.js", "/ui/elsewhere"):

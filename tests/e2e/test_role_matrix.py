@@ -478,6 +478,8 @@ def test_each_role_is_allowed_or_refused_as_the_table_says(
     if response.status_code >= 400:
         error = response.json()["error"]
         assert error["code"] and error["message"]
+    if row.path.startswith("/v1/"):  # personal data, or an answer about it: never cached
+        assert response.headers["cache-control"] == "no-store", response.headers
 
 
 def test_every_row_names_every_principal() -> None:

@@ -1,8 +1,9 @@
 """The web pages: a supervisor's overview and a checkpoint scanner, plain files, no build step.
 
 The pages are static; they ask for a bearer token and call the JSON API like
-any other client. Only the files shipped in ``static/`` are served, each with a
-policy that lets nothing load from anywhere but this API.
+any other client. Only the files shipped in ``static/`` are served; every answer
+under ``/ui`` carries a policy that lets nothing load from anywhere but this API
+(``services/api/headers.py``).
 """
 
 from __future__ import annotations
@@ -24,16 +25,6 @@ MEDIA_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-HEADERS = {
-    # Same-origin only: the pages work on a closed network and load nothing else.
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 
 def _file(name: str) -> FileResponse:
@@ -42,7 +33,7 @@ def _file(name: str) -> FileResponse:
     # Names come from a fixed folder listing, never from a path the client builds.
     if media_type is None or path.parent != STATIC or not path.is_file():
         raise ApiError(404, "not_found", "no such page")
-    return FileResponse(path, media_type=media_type, headers=HEADERS)
+    return FileResponse(path, media_type=media_type)
 
 
 @router.get("")
