@@ -428,6 +428,45 @@ async def applied_count(pool: asyncpg.Pool) -> int:
 # ---------------------------------------------------------------- measurements
 
 
+async def missing_scans(pool: asyncpg.Pool, scan_ids: Sequence[str]) -> set[str]:
+    """Which of ``scan_ids`` are not in the applied-scan log."""
+    present: set[str] = set()
+    for start in range(0, len(scan_ids), 10_000):
+        rows = await pool.fetch(
+            "SELECT scan_id FROM applied_scans WHERE scan_id = ANY($1::text[])",
+            list(scan_ids[start : start + 10_000]),
+        )
+        present.update(row["scan_id"] for row in rows)
+    return set(scan_ids) - present
+
+
+async def dead_letter_reasons(bootstrap: str, wanted: set[str]) -> dict[str, str]:
+    """The dead-letter reason of each of ``wanted`` (scan_ids) found on scans.rejected."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, str] = {}
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [
+            TopicPartition(topics.REJECTED, p)
+            for p in sorted(consumer.partitions_for_topic(topics.REJECTED) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            for messages in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).values():
+                for message in messages:
+                    value = message.value or b""
+                    for scan_id in wanted:
+                        if scan_id.encode() in value:
+                            headers = dict(message.headers or ())
+                            found[scan_id] = headers.get("reason", b"?").decode()
+        return found
+    finally:
+        await consumer.stop()
+
+
 async def measure_tracker(
     pool: asyncpg.Pool,
     trackers: Sequence[subprocess.Popen[bytes]],
@@ -435,31 +474,61 @@ async def measure_tracker(
     *,
     started: float,
     before: int,
-    expected: int,
+    scan_ids: Sequence[str],
+    bootstrap: str,
     timeout_s: float,
+    stall_s: float = 90.0,
 ) -> tuple[float, float]:
-    """Wait until ``expected`` new scans are applied: (rate from start, rate first to last)."""
+    """Wait until the scans ``scan_ids`` are applied: (rate from start, rate first to last).
+
+    Counted as the log's growth (one count(*) a second). When it stops growing short
+    of the target for ``stall_s``, the missing scans are looked for: a scan the
+    tracker dead-lettered is accounted for (its reason is printed, loudly); a scan
+    neither applied nor dead-lettered fails the measurement, with the trackers' last
+    warnings and errors.
+    """
+    expected = len(scan_ids)
     first_at: float | None = None
+    progress_at = started
+    seen = 0
     with tqdm(total=expected, unit="scan", desc="tracker applied") as bar:
         while True:
             done = await applied_count(pool) - before
             now = time.perf_counter()
             if done > 0 and first_at is None:
                 first_at = now
-            bar.update(done - bar.n)
+            if done > seen:
+                seen, progress_at = done, now
+            bar.update(min(done, expected) - bar.n)
             if done >= expected:
+                finished = now
                 break
             for tracker, log_path in zip(trackers, log_paths, strict=True):
                 if tracker.poll() is not None:
                     raise RuntimeError(f"a tracker exited:\n{log_tail(log_path)}")
-            if now - started > timeout_s:
+            if now - progress_at > stall_s or now - started > timeout_s:
+                missing = await missing_scans(pool, scan_ids)
+                if not missing:  # the count was short for another reason: all are there
+                    finished = progress_at
+                    break
+                reasons = await dead_letter_reasons(bootstrap, missing)
+                if set(reasons) == missing and now - started <= timeout_s:
+                    print(
+                        f"\n!! {len(missing)} of the wave's {expected:,} scans were "
+                        f"dead-lettered by the tracker, not applied: {reasons}",
+                        flush=True,
+                    )
+                    finished = progress_at
+                    break
                 problems = "\n".join(log_problems(path) for path in log_paths)
+                lost = sorted(missing - set(reasons))
                 raise RuntimeError(
-                    f"{done}/{expected} scans applied after {timeout_s} s; "
-                    f"the trackers' last warnings and errors:\n{problems or '(none)'}"
+                    f"{expected - len(missing)}/{expected} scans applied after "
+                    f"{now - started:.0f} s; dead-lettered {reasons}; neither applied nor "
+                    f"dead-lettered {len(lost)}: {lost[:10]}; the trackers' last warnings "
+                    f"and errors:\n{problems or '(none)'}"
                 )
             await asyncio.sleep(1.0)  # count(*) is not free: it competes with the tracker
-    finished = time.perf_counter()
     assert first_at is not None
     return expected / (finished - started), expected / max(1e-6, finished - first_at)
 
@@ -483,7 +552,7 @@ async def warm_drain(
     for each in (warm_up, wave):
         await prepare(pool, each, pseudonymiser)
     for each in (warm_up, wave):
-        expected = len({body["scan_id"] for body in each.scans})
+        scan_ids = list({body["scan_id"]: None for body in each.scans})
         before = await applied_count(pool)
         started = time.perf_counter()
         await produce_all(bootstrap, input_messages(each, pseudonymiser))
@@ -493,8 +562,9 @@ async def warm_drain(
             logs,
             started=started,
             before=before,
-            expected=expected,
-            timeout_s=max(600, expected / 200),
+            scan_ids=scan_ids,
+            bootstrap=bootstrap,
+            timeout_s=max(600, len(scan_ids) / 200),
         )
     return rate
 
@@ -1020,6 +1090,7 @@ async def run(
     pool = await create_pool(servers.database_url, max_size=4)
     try:
         results.notes["postgresql"] = await pool.fetchval("SHOW server_version")
+        results.notes["seed"] = str(seed)
         for each in (wave, latency_wave, api_wave):
             await prepare(pool, each, pseudonymiser)
 
@@ -1092,7 +1163,8 @@ async def run(
                         [tracker_log],
                         started=started,
                         before=before,
-                        expected=unique,
+                        scan_ids=list({body["scan_id"]: None for body in wave.scans}),
+                        bootstrap=servers.kafka_bootstrap,
                         timeout_s=max(600, unique / 200),
                     )
                     results.set("tracker_e2e", e2e)
@@ -1300,7 +1372,13 @@ def main(
     api_seconds: Annotated[float, typer.Option(help="length of each API run")] = 10,
     lookup_rate: Annotated[float, typer.Option(help="lookup requests/s")] = 500,
     scans_rate: Annotated[float, typer.Option(help="one-scan POST /v1/scans requests/s")] = 200,
-    seed: Annotated[int, typer.Option(help="seed of the waves")] = 2020,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="seed of the waves (default: a new one each run, printed: a run repeated "
+            "on the same servers must not send scan_ids they already hold)"
+        ),
+    ] = None,
     export_workers: Annotated[
         int, typer.Option(help="workers on the not-back list exported as CSV and XLSX (0: skip)")
     ] = 29_400,
@@ -1315,6 +1393,9 @@ def main(
     """Measure the tracker, its limits and baselines, and the API in one run."""
     work_dir = Path(tempfile.mkdtemp(prefix="returnloop-bench-"))
     began = datetime.now(UTC)
+    if seed is None:
+        seed = random.randrange(1_000_000)
+    print(f"seed of the waves: {seed} (--seed {seed} repeats them)", flush=True)
     try:
         with bench_servers(work_dir) as servers:
             results = asyncio.run(
