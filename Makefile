@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint audit check-deploy format bench bench-ci clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint audit check-deploy format bench bench-ci soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(STAMP)  ## throughput, latency, limits and baselines in one run (docs/P
 
 bench-ci: $(STAMP)  ## a small bench (5,000 workers) as CI runs it, on the servers RETURNLOOP_* point at
 	$(BIN)/python -m tests.bench.bench --workers 5000 --latency-seconds 10 --api-seconds 5 --out bench-results/bench-ci.json
+
+SOAK_MINUTES ?= 30
+soak: $(STAMP)  ## one tracker for SOAK_MINUTES (30) at half its measured capacity on the servers RETURNLOOP_* point at; RSS, lag, p99 over time in bench-results/soak.{json,png}; fails if RSS keeps growing or lag does not recover (not in CI)
+	$(BIN)/python -m tests.bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -48,7 +48,9 @@ def create_faust_app(
     datadir = faust_datadir(settings)
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        "returnloop-tracker",
+        # The Faust consumer group (healthcode.updates) is the tracker's own group, so a
+        # tracker with another RETURNLOOP_CONSUMER_GROUP (the soak's) takes none of them.
+        settings.consumer_group,
         broker=faust_broker_url(settings.kafka_bootstrap),
         datadir=str(datadir),
         store="memory://",
