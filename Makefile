@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-fuzz lint audit check-deploy format bench bench-ci soak clean
+.PHONY: install run test test-unit test-integration test-e2e test-city test-browser test-faults test-cluster test-fuzz lint audit check-deploy format bench bench-ci soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ test-browser: $(STAMP)  ## the web pages in headless Chromium (Debian's; deploy/
 
 test-faults: $(STAMP)  ## faults mid-stream (kills, broker and PostgreSQL restarts) vs the oracle; needs deploy/ci-services.sh up
 	$(BIN)/pytest tests/faults -m faults
+
+test-cluster: $(STAMP)  ## a broker of a three-broker Kafka cluster SIGKILLed mid-stream, twice, vs the oracle; the cluster is started (deploy/kafka/cluster.sh) and stopped around it; PostgreSQL as RETURNLOOP_DATABASE_URL says
+	RETURNLOOP_TOPIC_REPLICATION=3 deploy/kafka/cluster.sh run $(BIN)/pytest tests/faults/test_cluster.py -m cluster
 
 BENCH_WORKERS ?= 100000
 bench: $(STAMP)  ## throughput, latency, limits and baselines in one run (docs/PERFORMANCE.md); not a test

@@ -8,6 +8,10 @@
 #   deploy/kafka/cluster.sh kill N                  # SIGKILL node N (1, 2 or 3)
 #   deploy/kafka/cluster.sh start N                 # start node N again on its data
 #   deploy/kafka/cluster.sh leader-of TOPIC PART    # the node id leading that partition
+#   deploy/kafka/cluster.sh controller              # the node id of the active controller
+#   deploy/kafka/cluster.sh run CMD [ARG...]        # up (unless running), CMD with
+#       RETURNLOOP_KAFKA_BOOTSTRAP set to the cluster, then down (only if run brought
+#       it up) on any exit, signals included; exits with CMD's status
 #   deploy/kafka/cluster.sh status                  # which nodes run
 #   deploy/kafka/cluster.sh bootstrap               # the bootstrap list, for RETURNLOOP_KAFKA_BOOTSTRAP
 #
@@ -21,7 +25,7 @@
 #                           (default /tmp/returnloop-cluster)
 #   KAFKA_CLUSTER_HEAP_OPTS heap per node (default "-Xms128m -Xmx384m")
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness (default 120)
-#   KAFKA_STOP_TIMEOUT      seconds to wait for a clean shutdown before SIGKILL (default 30)
+#   KAFKA_STOP_TIMEOUT      seconds to wait for a clean shutdown before SIGKILL (default 10)
 set -euo pipefail
 # shellcheck source=deploy/kafka/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -30,7 +34,9 @@ CLUSTER_DIR="${KAFKA_CLUSTER_DIR:-/tmp/returnloop-cluster}"
 CLUSTER_MARKER=".returnloop-kafka-cluster"
 NODES=(1 2 3)
 timeout_s="${KAFKA_START_TIMEOUT:-120}"
-stop_timeout_s="${KAFKA_STOP_TIMEOUT:-30}"
+# Short: the last node to stop waits in vain for a controller quorum that has gone
+# (throwaway data; a SIGKILLed node recovers its log on the next start anyway).
+stop_timeout_s="${KAFKA_STOP_TIMEOUT:-10}"
 
 broker_addr() { echo "127.0.0.1:$((19092 + 100 * ($1 - 1)))"; }
 controller_addr() { echo "127.0.0.1:$((19093 + 100 * ($1 - 1)))"; }
@@ -120,6 +126,7 @@ launch() {
     -cp "$KAFKA_LIB/*" kafka.Kafka "$dir/server.properties" \
     >"$dir/logs/kafka.out" 2>&1 </dev/null &
   pid=$!
+  disown "$pid"  # a node SIGKILLed on purpose is not this shell's news
   echo "$pid" >"$dir/kafka.pid"
   kafka_log "node $n: started (pid $pid) on $(broker_addr "$n"), controller $(controller_addr "$n")"
 }
@@ -251,6 +258,32 @@ leader_of() {
   echo "$leader"
 }
 
+controller() {
+  local described leader
+  described="$(kafka_run_class org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$(bootstrap)" \
+    describe --status)"
+  leader="$(sed -n 's/^LeaderId:[[:space:]]*\([0-9]*\).*/\1/p' <<<"$described")"
+  [[ "$leader" =~ ^[0-9]+$ ]] || { echo "$described" >&2; kafka_die "no active controller found"; }
+  echo "$leader"
+}
+
+run() {
+  (($# > 0)) || kafka_die "run: no command given"
+  local started=0 rc=0 n
+  for n in "${NODES[@]}"; do
+    node_pid "$n" >/dev/null || started=1
+  done
+  if ((started)); then
+    # Whatever happens from here on (failure, Ctrl-C, a CI time limit), the nodes go.
+    trap 'trap - EXIT; kafka_log "stopping the cluster (run started it)"; down || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+  fi
+  up
+  RETURNLOOP_KAFKA_BOOTSTRAP="$(bootstrap)" "$@" || rc=$?
+  return "$rc"
+}
+
 status() {
   local n pid rc=0
   for n in "${NODES[@]}"; do
@@ -270,10 +303,12 @@ case "${1:-}" in
   kill) kill_node "${2:-}" ;;
   start) start_node "${2:-}" ;;
   leader-of) leader_of "${2:?topic}" "${3:?partition}" ;;
+  controller) controller ;;
+  run) shift; run "$@" ;;
   status) status ;;
   bootstrap) bootstrap ;;
   *)
-    sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
     ;;
 esac
