@@ -27,4 +27,14 @@ def test_every_migration_splits_into_statements_that_each_start_with_a_keyword()
         statements = sql_statements(module.SCHEMA)
         assert statements, path.name
         for statement in statements:
-            assert statement.split()[0].upper() in {"CREATE", "ALTER"}, (path.name, statement[:60])
+            # 0012 moves the scan log's rows into its partitioned table and drops the old.
+            assert statement.split()[0].upper() in {
+                "CREATE",
+                "ALTER",
+                "INSERT",
+                "DROP",
+                "ANALYZE",
+            }, (
+                path.name,
+                statement[:60],
+            )

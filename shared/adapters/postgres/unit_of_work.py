@@ -180,11 +180,21 @@ class LoopUnitOfWork:
         await self.connection.copy_records_to_table(
             "scan_batch", records=rows, columns=_SCAN_COLUMNS.split(", ")
         )
+        # The log is partitioned by worker_ref, so its key is (worker_ref, scan_id);
+        # applied_scan_ids holds the idempotency on scan_id alone (migration 0012):
+        # only scans whose id is new there are logged, the batch's first of an id.
         inserted = await self.connection.fetch(
             f"""
+            WITH new_ids AS (
+                INSERT INTO applied_scan_ids (scan_id)
+                SELECT scan_id FROM scan_batch
+                ON CONFLICT (scan_id) DO NOTHING
+                RETURNING scan_id
+            )
             INSERT INTO applied_scans ({_SCAN_COLUMNS})
-            SELECT {_SCAN_COLUMNS} FROM scan_batch
-            ON CONFLICT (scan_id) DO NOTHING
+            SELECT DISTINCT ON (scan_id) {_SCAN_COLUMNS}
+            FROM scan_batch JOIN new_ids USING (scan_id)
+            ORDER BY scan_id, scan_batch.ctid
             RETURNING scan_id
             """
         )
