@@ -433,7 +433,8 @@ async def missing_scans(pool: asyncpg.Pool, scan_ids: Sequence[str]) -> set[str]
     present: set[str] = set()
     for start in range(0, len(scan_ids), 10_000):
         rows = await pool.fetch(
-            "SELECT scan_id FROM applied_scans WHERE scan_id = ANY($1::text[])",
+            # applied_scan_ids: the log's own key is (worker_ref, scan_id) (migration 0012).
+            "SELECT scan_id FROM applied_scan_ids WHERE scan_id = ANY($1::text[])",
             list(scan_ids[start : start + 10_000]),
         )
         present.update(row["scan_id"] for row in rows)
@@ -598,7 +599,7 @@ async def measure_latency(
             ids = list(itertools.islice(pending, 5000))
             if ids:
                 rows = await pool.fetch(
-                    "SELECT scan_id FROM applied_scans WHERE scan_id = ANY($1::text[])", ids
+                    "SELECT scan_id FROM applied_scan_ids WHERE scan_id = ANY($1::text[])", ids
                 )
                 now = time.time()
                 for row in rows:
