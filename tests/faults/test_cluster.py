@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -224,6 +225,20 @@ class ClusterScenario(Scenario):
         assert felt["failed connects"] > 0, "the tracker never noticed the dead broker"
 
 
+def stop_trackers_on_sigterm(trackers: Trackers) -> None:
+    """A time limit (CI's `timeout`) ends pytest with SIGTERM, which skips fixture
+    teardown; the trackers run in sessions of their own and would outlive it, retrying
+    a cluster that `cluster.sh run` has stopped. Stop them first, then die of it."""
+
+    def stop(signum: int, frame: object) -> None:
+        for process in trackers.processes:
+            process.stop(timeout=5)  # well within CI's 30 s before its SIGKILL
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 @pytest.fixture
 async def scenario(
     request: pytest.FixtureRequest,
@@ -237,6 +252,7 @@ async def scenario(
     stream = generate(unique("cls"), WORKERS, seed=zlib.crc32(name.encode()))
     env = server_env(servers, RETURNLOOP_BATCH_MAX_RECORDS="200", RETURNLOOP_CONSUMER_GROUP=GROUP)
     trackers = Trackers(env, tmp_path)
+    stop_trackers_on_sigterm(trackers)
     run = ClusterScenario(name, stream, pool, pseudonymiser, servers.kafka_bootstrap, trackers)
     await run.send_stream()
     try:
