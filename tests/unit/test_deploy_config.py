@@ -136,3 +136,74 @@ def test_the_build_context_is_only_what_the_package_needs() -> None:
     assert copied == {"pyproject.toml", "README.md", "shared", "services"}
     for source in copied:
         assert f"!{source}" in ignore or f"!{source}/" in ignore, source
+
+
+def merged(base: dict, override: dict) -> dict:  # type: ignore[type-arg]
+    """``docker compose -f base -f override``'s merge, as far as these files need it:
+    mappings merge key by key (environment, depends_on, services), anything else is
+    replaced by the override's."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = merged(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def cluster_compose() -> dict:  # type: ignore[type-arg]
+    override = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    return merged(compose(), override)
+
+
+KAFKA_NODES = ("kafka", "kafka-2", "kafka-3")
+
+
+def test_the_cluster_option_runs_three_kafka_nodes_of_the_same_image() -> None:
+    services = cluster_compose()["services"]
+    image = compose()["services"]["kafka"]["image"]
+    assert {name for name in services if name.startswith("kafka")} == set(KAFKA_NODES)
+    envs = [services[name]["environment"] for name in KAFKA_NODES]
+    assert [services[name]["image"] for name in KAFKA_NODES] == [image] * 3
+    assert [env["KAFKA_NODE_ID"] for env in envs] == [1, 2, 3]
+    voters = "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    for name, env in zip(KAFKA_NODES, envs, strict=True):
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters, name
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092", name
+        assert "healthcheck" in services[name], name
+    assert len({env["CLUSTER_ID"] for env in envs}) == 1
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", envs[0]["CLUSTER_ID"]), "a base64 UUID"
+    volumes = [services[name]["volumes"][0].split(":")[0] for name in KAFKA_NODES]
+    assert len(set(volumes)) == 3 and set(volumes) <= set(cluster_compose()["volumes"])
+
+
+def test_the_cluster_option_replicates_three_ways_and_acks_on_two() -> None:
+    services = cluster_compose()["services"]
+    for name in KAFKA_NODES:
+        env = services[name]["environment"]
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3, name
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == 2, name
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3, name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2, name
+        assert str(env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"]).lower() == "false", name
+        assert str(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false", name
+
+
+def test_the_cluster_option_points_every_service_at_all_three_brokers() -> None:
+    services = cluster_compose()["services"]
+    for name in ("migrate", "tracker", "webhooks", "api"):
+        env = services[name]["environment"]
+        brokers = env["RETURNLOOP_KAFKA_BOOTSTRAP"].split(",")
+        assert brokers == [f"{node}:9092" for node in KAFKA_NODES], name
+        assert env["RETURNLOOP_TOPIC_REPLICATION"] == "3", name
+        # The rest of the base file's environment is kept (the override adds to it).
+        assert (
+            env["RETURNLOOP_ADMIN_TOKEN"]
+            == compose()["services"][name]["environment"]["RETURNLOOP_ADMIN_TOKEN"]
+        ), name
+    waits = services["migrate"]["depends_on"]
+    assert {node: waits[node]["condition"] for node in KAFKA_NODES} == dict.fromkeys(
+        KAFKA_NODES, "service_healthy"
+    )
+    assert waits["postgres"]["condition"] == "service_healthy"
