@@ -107,6 +107,25 @@ async def wait_fully_replicated(bootstrap: str, within: float = 120) -> None:
         await asyncio.sleep(1)
 
 
+def topic_configs(bootstrap: str, wanted: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The project's topics' effective values of the ``wanted`` settings."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="returnloop-cluster-test")
+    try:
+        configs = admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(wanted))
+                for name in topics.ALL_TOPICS
+            ],
+            config_filter="all",
+        )["topic"]
+    finally:
+        admin.close()
+    return {
+        name: {key: entry["value"] for key, entry in configs.get(name, {}).items()}
+        for name in topics.ALL_TOPICS
+    }
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     """The cluster (RETURNLOOP_KAFKA_BOOTSTRAP names its three brokers) and PostgreSQL,
@@ -124,12 +143,19 @@ def servers() -> Iterator[Servers]:
     replication = int(os.environ.get("RETURNLOOP_TOPIC_REPLICATION", "3"))
     assert replication == 3, "the cluster scenario runs with RETURNLOOP_TOPIC_REPLICATION=3"
     ensure_topics(bootstrap, partitions=4, replication=replication)
+    wanted = {"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
     deadline = time.monotonic() + 60
-    while True:  # new topics take a moment to reach every broker's metadata
+    while True:  # new topics take a moment to reach every broker (leaders, configs)
         described = describe(bootstrap, list(topics.ALL_TOPICS))
-        if all(parts and all(p["leader"] >= 0 for p in parts) for parts in described.values()):
+        configs = topic_configs(bootstrap, wanted)
+        if all(
+            parts and all(p["leader"] >= 0 for p in parts) and configs[name].keys() == wanted.keys()
+            for name, parts in described.items()
+        ):
             break
-        assert time.monotonic() < deadline, f"topics without leaders after 60 s: {described}"
+        assert time.monotonic() < deadline, (
+            f"topics without leaders or configs after 60 s: {described}, {configs}"
+        )
         time.sleep(0.5)
     thin = {
         name: sorted({len(p["replicas"]) for p in parts})
@@ -137,21 +163,8 @@ def servers() -> Iterator[Servers]:
         if {len(p["replicas"]) for p in parts} != {3}
     }
     assert not thin, f"topics without 3 replicas (made by an earlier run?): {thin}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="returnloop-cluster-test")
-    try:
-        wanted = {"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
-        configs = admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(wanted))
-                for name in topics.ALL_TOPICS
-            ],
-            config_filter="all",
-        )["topic"]
-        for name in topics.ALL_TOPICS:
-            got = {key: entry["value"] for key, entry in configs[name].items()}
-            assert got == wanted, (name, got)
-    finally:
-        admin.close()
+    wrong = {name: got for name, got in configs.items() if got != wanted}
+    assert not wrong, f"topics not at {wanted}: {wrong}"
     data_dir = Path(tempfile.mkdtemp(prefix="returnloop-cluster-test-"))
     try:
         with running_servers(data_dir) as found:
@@ -189,11 +202,15 @@ class ClusterScenario(Scenario):
         finally:
             self.stream = original
 
-    async def kill_broker_mid_stream(self, node: int, why: str) -> None:
-        log = self.trackers.log_dir / "cluster.log"
-        led = sorted(
+    def led_by(self, node: int) -> list[int]:
+        """The partitions of scans.accepted that ``node`` leads (ask before the trackers
+        start: the admin client blocks the loop, and the stream would run on meanwhile)."""
+        return sorted(
             p for p, leader in leaders(self.bootstrap, topics.ACCEPTED).items() if leader == node
         )
+
+    async def kill_broker_mid_stream(self, node: int, why: str, led: list[int]) -> None:
+        log = self.trackers.log_dir / "cluster.log"
         await self.mid_stream(
             0.3, f"SIGKILL of broker {node} ({why}; it led {topics.ACCEPTED} partitions {led})"
         )
@@ -272,8 +289,9 @@ async def test_a_broker_is_killed_mid_stream_and_comes_back(
     scenario: ClusterScenario, report: Callable[[str], None]
 ) -> None:
     node = int(cluster("controller", log=scenario.trackers.log_dir / "cluster.log"))
+    led = scenario.led_by(node)
     scenario.trackers.start()
-    await scenario.kill_broker_mid_stream(node, "the active controller")
+    await scenario.kill_broker_mid_stream(node, "the active controller", led)
     await scenario.finish_and_check(report)
 
 
@@ -283,6 +301,7 @@ async def test_the_leader_of_the_accepted_scans_is_killed(
     counts = Counter(leaders(scenario.bootstrap, topics.ACCEPTED).values())
     node, led = counts.most_common(1)[0]
     assert led >= 2, counts
+    partitions = scenario.led_by(node)
     scenario.trackers.start()
-    await scenario.kill_broker_mid_stream(node, f"leader of {led} of 4 partitions")
+    await scenario.kill_broker_mid_stream(node, f"leader of {led} of 4 partitions", partitions)
     await scenario.finish_and_check(report)
