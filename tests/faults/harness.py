@@ -230,9 +230,9 @@ class Scenario:
             self.trackers.supervise()
             await asyncio.sleep(0.2)
 
-    async def mid_stream(self, fraction: float, what: str) -> int:
+    async def mid_stream(self, fraction: float, what: str, within: float = 150) -> int:
         """Wait for ``fraction`` of the scans, check the fault lands mid-stream, note it."""
-        applied = await self.wait_applied(fraction)
+        applied = await self.wait_applied(fraction, within)
         assert applied < len(self.stream.bodies), f"{self.name}: the stream ended before {what}"
         self.injected.append(f"{what} at {applied}/{len(self.stream.bodies)} applied")
         return applied

@@ -96,6 +96,7 @@ async def test_postgres_refuses_connections_for_a_while(
     await scenario.finish_and_check(report)
 
 
+@pytest.mark.timeout(900)
 async def test_sigkill_between_the_commit_and_the_publish(
     scenario: Scenario, report: Callable[[str], None]
 ) -> None:
@@ -104,11 +105,14 @@ async def test_sigkill_between_the_commit_and_the_publish(
     right after the broker acknowledged a relay round (the rows not yet deleted, so the
     next relay sends them again)."""
     clean = scenario.trackers.env
-    scenario.trackers.env = {**clean, "RETURNLOOP_FAULT_KILL_AT": "apply_committed:4"}
+    # Each life of a tracker is a start-up (seconds) and a few batches: allow for many.
+    scenario.trackers.env = {**clean, "RETURNLOOP_FAULT_KILL_AT": "apply_committed:6"}
     scenario.trackers.start()
-    await scenario.mid_stream(0.35, "SIGKILL after each tracker's 4th apply commit")
-    scenario.trackers.env = {**clean, "RETURNLOOP_FAULT_KILL_AT": "relay_published:3"}
-    await scenario.mid_stream(0.7, "SIGKILL after each tracker's 3rd relay round is acknowledged")
+    await scenario.mid_stream(0.3, "SIGKILL after each tracker's 6th apply commit", within=300)
+    scenario.trackers.env = {**clean, "RETURNLOOP_FAULT_KILL_AT": "relay_published:4"}
+    await scenario.mid_stream(
+        0.6, "SIGKILL after each tracker's 4th relay round is acknowledged", within=300
+    )
     scenario.trackers.env = clean
     result = await scenario.finish_and_check(report)
     assert scenario.trackers.count_in_logs('"point":"apply_committed"') >= 2
