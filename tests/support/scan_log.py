@@ -183,10 +183,16 @@ _STATE = (
 
 
 async def states(pool: asyncpg.Pool) -> dict[str, tuple[Any, ...]]:
-    """Every stored loop state (all but updated_at) and its alerts, by worker_ref."""
+    """Every stored loop state (all but updated_at) and its open alerts, by worker_ref.
+
+    Open alerts only: a closed alert may record the order the scans came in (a
+    check-in applied in the batch after the arrival recheck leaves an
+    ``overdue_checkin`` raised and closed; in one batch, none), so a replay that
+    batches differently keeps a different closed history for the same scans.
+    """
     alerts: dict[str, list[tuple[Any, ...]]] = {}
     for row in await pool.fetch(
-        "SELECT worker_ref, kind, raised_at, open, closed_at FROM alerts "
+        "SELECT worker_ref, kind, raised_at FROM alerts WHERE open "
         "ORDER BY worker_ref, kind, raised_at"
     ):
         alerts.setdefault(row["worker_ref"], []).append(tuple(row)[1:])
