@@ -259,7 +259,13 @@ def manifest_rows(
 async def prepare(pool: asyncpg.Pool, wave: Wave, pseudonymiser: Pseudonymiser) -> None:
     """Upsert the wave's manifest and bind its workers' codes, as ``POST /v1/manifests`` and
     ``POST /v1/links`` would (the same keys and rows, in two statements rather than one
-    request a link): its scans by code resolve at intake."""
+    request a link): its scans by code resolve at intake.
+
+    A link the database already holds otherwise (a code linked to someone else, or a
+    worker of an earlier wave with the same ID number and a code of that kind) is not
+    made, as the API would refuse it: that worker's scans then name them by ID number
+    (``Wave.by_id_number_only``, as the demo does), so no scan is sent that can only be
+    dead-lettered as ``unknown_code``."""
     await ManifestStore(pool).upsert_manifest(*manifest_rows(wave, pseudonymiser))
     store = LinkStore(pool, pseudonymiser)
     rows = [
@@ -272,16 +278,29 @@ async def prepare(pool: asyncpg.Pool, wave: Wave, pseudonymiser: Pseudonymiser) 
     ]
     if not rows:
         return
-    await pool.execute(
+    made = await pool.fetch(
         """
         INSERT INTO code_links (code_type, code_hash, code_shown, worker_ref, linked_by)
         SELECT code_type, code_hash, code_shown, worker_ref, 'bench'
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
             AS l(code_type, code_hash, code_shown, worker_ref)
         ON CONFLICT DO NOTHING
+        RETURNING code_hash
         """,
         *(list(column) for column in zip(*rows, strict=True)),
     )
+    linked = {row["code_hash"] for row in made}
+    number_of = {
+        pseudonymiser.worker_ref(link["id_number"]): link["id_number"] for link in wave.links
+    }
+    unlinked = {number_of[ref] for _, code_hash, _, ref in rows if code_hash not in linked}
+    if unlinked:
+        print(
+            f"{len(unlinked)} of the wave's {len(wave.links):,} workers keep their codes unlinked "
+            "(the database links them otherwise): their scans name them by ID number",
+            flush=True,
+        )
+        wave.by_id_number_only(unlinked)
 
 
 def by_code_share(wave: Wave) -> float:
