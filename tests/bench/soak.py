@@ -911,14 +911,20 @@ async def soak(plan: Plan, bootstrap: str, base_url: str, work_dir: Path) -> dic
 async def table_sizes(pool: asyncpg.Pool) -> dict[str, dict[str, float]]:
     """Rows and bytes of the tables that grow with scans and workers (for docs/SCALING.md)."""
     sizes = {}
-    for table in ("applied_scans", "loop_state", "workers", "code_links", "alerts", "outbox"):
+    tables = ("applied_scans", "applied_scan_ids", "loop_state", "workers", "code_links")
+    for table in (*tables, "alerts", "outbox"):
         exists = await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
         if not exists:
             continue
         rows = await pool.fetchval(f"SELECT count(*) FROM {table}")
+        # A partitioned table (migration 0012) holds nothing itself: sum its partitions
+        # (pg_partition_tree lists none for a plain table: then the table itself).
         total, heap, indexes = await pool.fetchrow(
-            "SELECT pg_total_relation_size($1::regclass), pg_relation_size($1::regclass), "
-            "pg_indexes_size($1::regclass)",
+            "WITH parts AS (SELECT relid FROM pg_partition_tree($1::regclass) "
+            "UNION ALL SELECT $1::regclass WHERE NOT EXISTS "
+            "(SELECT 1 FROM pg_partition_tree($1::regclass))) "
+            "SELECT sum(pg_total_relation_size(relid))::bigint, "
+            "sum(pg_relation_size(relid))::bigint, sum(pg_indexes_size(relid))::bigint FROM parts",
             table,
         )
         sizes[table] = {
