@@ -19,7 +19,12 @@ import asyncpg
 from services.cli.demo import to_domain_scan
 from shared.adapters.postgres.pool import create_pool
 from shared.adapters.postgres.schema import asyncpg_url
-from shared.adapters.postgres.unit_of_work import _SCAN_COLUMNS, LoopUnitOfWork, PostgresStore
+from shared.adapters.postgres.unit_of_work import (
+    _SCAN_COLUMNS,
+    LoopUnitOfWork,
+    PostgresStore,
+    scan_row,
+)
 from shared.domain.model import Rules
 from shared.service_layer import handlers
 from shared.service_layer.messages import AcceptedScan, SourcePosition
@@ -124,25 +129,7 @@ class _UnitOfWorkAt0011(LoopUnitOfWork):
         await self._stage()
         await self.connection.copy_records_to_table(
             "scan_batch",
-            records=[
-                (
-                    item.scan.scan_id,
-                    item.worker_ref,
-                    item.scan.kind.value,
-                    item.scan.occurred_at,
-                    item.scan.station,
-                    item.scan.temperature_c,
-                    item.scan.health_code.value if item.scan.health_code else None,
-                    item.scan.trip_id,
-                    item.scan.enterprise_id,
-                    item.received_at,
-                    item.source.topic if item.source else None,
-                    item.source.partition if item.source else None,
-                    item.source.offset if item.source else None,
-                    item.scan.override_reason,
-                )
-                for item in accepted
-            ],
+            records=[scan_row(item) for item in accepted],
             columns=_SCAN_COLUMNS.split(", "),
         )
         inserted = await self.connection.fetch(

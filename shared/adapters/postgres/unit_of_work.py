@@ -106,6 +106,27 @@ _STATE_COLUMNS = (
 )
 
 
+def scan_row(item: AcceptedScan) -> tuple[Any, ...]:
+    """An accepted scan as a row of the scan log, in ``_SCAN_COLUMNS`` order."""
+    scan = item.scan
+    return (
+        scan.scan_id,
+        item.worker_ref,
+        scan.kind.value,
+        scan.occurred_at,
+        scan.station,
+        scan.temperature_c,
+        scan.health_code.value if scan.health_code else None,
+        scan.trip_id,
+        scan.enterprise_id,
+        item.received_at,
+        item.source.topic if item.source else None,
+        item.source.partition if item.source else None,
+        item.source.offset if item.source else None,
+        scan.override_reason,
+    )
+
+
 class LoopUnitOfWork:
     """One transaction's worth of closed-loop writes; built by ``PostgresStore.transaction``."""
 
@@ -157,25 +178,7 @@ class LoopUnitOfWork:
         """Insert scans into the log; return the scan_ids that were new (idempotency)."""
         if not accepted:
             return set()
-        rows = [
-            (
-                item.scan.scan_id,
-                item.worker_ref,
-                item.scan.kind.value,
-                item.scan.occurred_at,
-                item.scan.station,
-                item.scan.temperature_c,
-                item.scan.health_code.value if item.scan.health_code else None,
-                item.scan.trip_id,
-                item.scan.enterprise_id,
-                item.received_at,
-                item.source.topic if item.source else None,
-                item.source.partition if item.source else None,
-                item.source.offset if item.source else None,
-                item.scan.override_reason,
-            )
-            for item in accepted
-        ]
+        rows = [scan_row(item) for item in accepted]
         await self._stage()
         await self.connection.copy_records_to_table(
             "scan_batch", records=rows, columns=_SCAN_COLUMNS.split(", ")
