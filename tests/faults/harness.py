@@ -108,22 +108,36 @@ async def read_since(
         await _stop(consumer)
 
 
-async def send(bootstrap: str, stream: Stream) -> dict[Source, Message]:
-    """Produce the stream in order; return each message by where it landed."""
+async def send(bootstrap: str, messages: list[Message]) -> dict[Source, Message]:
+    """Produce the messages in order; return each by where it landed."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [
             await producer.send(message.topic, message.value, key=message.key)
-            for message in stream.messages
+            for message in messages
         ]
         landed = await asyncio.gather(*futures)
     finally:
         await producer.stop()
     return {
         (meta.topic, meta.partition, meta.offset): message
-        for meta, message in zip(landed, stream.messages, strict=True)
+        for meta, message in zip(landed, messages, strict=True)
     }
+
+
+def cut_before_the_last(stream: Stream, share: float) -> int:
+    """How many of the stream's messages to send first so that ``share`` of its distinct
+    scans is first sent only after them: the trackers cannot finish before the rest is sent,
+    so a fault injected before then lands mid-stream whatever the trackers' speed."""
+    keep = len(stream.bodies) - int(len(stream.bodies) * share)
+    seen: set[str] = set()
+    for index, message in enumerate(stream.messages):
+        if message.valid:
+            seen.add(orjson.loads(message.value)["scan_id"])
+            if len(seen) == keep:
+                return index + 1
+    return len(stream.messages)
 
 
 class Trackers:
@@ -188,12 +202,25 @@ class Scenario:
     starts: dict[str, dict[int, int]] = field(default_factory=dict)
     injected: list[str] = field(default_factory=list)
     began: float = field(default_factory=time.monotonic)
+    # The share of the distinct scans held back until the faults are injected (see
+    # ``cut_before_the_last``), and how many messages have been sent so far.
+    held_back: float = 0.1
+    cut: int = 0
 
     async def send_stream(self) -> None:
+        """Send the stream but its last ``held_back`` share; ``send_rest`` sends that."""
         for topic in (topics.ACCEPTED, topics.REJECTED, topics.TRANSITIONS, topics.ALERTS):
             self.starts[topic] = await end_offsets(self.bootstrap, topic)
         self.refs = sorted({self.pseudonymiser.worker_ref(n) for n in self.stream.id_numbers})
-        self.sent = await send(self.bootstrap, self.stream)
+        self.cut = cut_before_the_last(self.stream, self.held_back)
+        self.sent = await send(self.bootstrap, self.stream.messages[: self.cut])
+
+    async def send_rest(self) -> int:
+        """Send the messages held back; return how many."""
+        rest = self.stream.messages[self.cut :]
+        self.sent |= await send(self.bootstrap, rest)
+        self.cut = len(self.stream.messages)
+        return len(rest)
 
     async def applied(self) -> int | None:
         """Scans of this run in applied_scans; None while the database cannot be asked."""
@@ -232,12 +259,24 @@ class Scenario:
 
     async def mid_stream(self, fraction: float, what: str, within: float = 150) -> int:
         """Wait for ``fraction`` of the scans, check the fault lands mid-stream, note it."""
+        assert self.cut < len(self.stream.messages), (
+            f"{self.name}: {what} after the whole stream was sent"
+        )
+        assert fraction <= 1 - self.held_back, (
+            f"{self.name}: {fraction:.0%} of the scans cannot be applied before the held-back "
+            f"{self.held_back:.0%} is sent"
+        )
         applied = await self.wait_applied(fraction, within)
         assert applied < len(self.stream.bodies), f"{self.name}: the stream ended before {what}"
         self.injected.append(f"{what} at {applied}/{len(self.stream.bodies)} applied")
         return applied
 
     async def finish_and_check(self, report: Callable[[str], None]) -> dict[str, Any]:
+        if self.cut < len(self.stream.messages):
+            rest = await self.send_rest()
+            self.injected.append(
+                f"the last {rest} messages ({self.held_back:.0%} of the scans) sent after that"
+            )
         await self.wait_applied(1.0, within=240)
         dead_letters = await self._wait_dead_letters()
         await self._wait_outbox_empty()

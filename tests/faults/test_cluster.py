@@ -35,16 +35,16 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from shared import topics
 from shared.adapters.kafka.admin import ensure_topics
 from shared.identity import Pseudonymiser
-from tests.faults.harness import REPO, Scenario, Trackers, send
-from tests.faults.stream import Stream, generate
+from tests.faults.harness import REPO, Scenario, Trackers
+from tests.faults.stream import generate
 from tests.support.servers import Servers, running_servers, server_env, unique
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(480)]
 
 WORKERS = 2000
 CLUSTER = REPO / "deploy" / "kafka" / "cluster.sh"
-# Sent before the fault; the rest goes while a broker is dead.
-FIRST_PART = 0.6
+# The share of the scans first sent while a broker is dead.
+HELD_BACK = 0.4
 DOWN_SECONDS = 12  # longer than broker.session.timeout.ms (9 s): leadership moves
 HOW_TO_START = """the cluster scenario needs the three-broker cluster and a PostgreSQL:
 
@@ -185,22 +185,7 @@ GROUP = unique("returnloop-cluster")
 
 
 class ClusterScenario(Scenario):
-    """A scenario whose stream is sent in two parts, the second while a broker is dead."""
-
-    async def send_part(self, messages: slice) -> None:
-        part = Stream(self.stream.tag, messages=self.stream.messages[messages])
-        self.sent |= await send(self.bootstrap, part)
-
-    async def send_stream(self) -> None:
-        cut = int(len(self.stream.messages) * FIRST_PART)
-        original, self.stream = (
-            self.stream,
-            Stream(self.stream.tag, bodies=self.stream.bodies, messages=self.stream.messages[:cut]),
-        )
-        try:
-            await super().send_stream()
-        finally:
-            self.stream = original
+    """A scenario whose held-back part, 40 % of the scans, is sent while a broker is dead."""
 
     def led_by(self, node: int) -> list[int]:
         """The partitions of scans.accepted that ``node`` leads (ask before the trackers
@@ -216,9 +201,7 @@ class ClusterScenario(Scenario):
         )
         cluster("kill", str(node), log=log)
         began = time.monotonic()
-        cut = int(len(self.stream.messages) * FIRST_PART)  # what send_stream sent
-        await self.send_part(slice(cut, None))
-        sent_late = len(self.sent) - cut
+        sent_late = await self.send_rest()
         self.injected.append(
             f"{sent_late} messages sent while it was dead ({time.monotonic() - began:.1f} s)"
         )
@@ -270,7 +253,9 @@ async def scenario(
     env = server_env(servers, RETURNLOOP_BATCH_MAX_RECORDS="200", RETURNLOOP_CONSUMER_GROUP=GROUP)
     trackers = Trackers(env, tmp_path)
     stop_trackers_on_sigterm(trackers)
-    run = ClusterScenario(name, stream, pool, pseudonymiser, servers.kafka_bootstrap, trackers)
+    run = ClusterScenario(
+        name, stream, pool, pseudonymiser, servers.kafka_bootstrap, trackers, held_back=HELD_BACK
+    )
     await run.send_stream()
     try:
         yield run
