@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # The tracker's own /metrics (0: not served; the API serves its own).
     tracker_metrics_host: str = "127.0.0.1"
     tracker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # A diagnosis of memory, not for everyday service (it slows the process): trace
+    # Python's allocations and serve what is live as returnloop_python_heap_bytes.
+    tracemalloc: bool = False
 
     # Webhooks (the ``returnloop webhooks`` process): tries per delivery before it is
     # dead, the back-off before the 2nd try (doubling, with jitter, up to the max), the

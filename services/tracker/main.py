@@ -345,6 +345,10 @@ def serve_metrics(settings: Settings, registry: CollectorRegistry) -> None:
     """Expose the tracker's metrics on RETURNLOOP_TRACKER_METRICS_PORT (0: off)."""
     from prometheus_client import start_http_server
 
+    if settings.tracemalloc:
+        from shared.adapters.metrics import PythonHeap
+
+        registry.register(PythonHeap())
     if settings.tracker_metrics_port:
         start_http_server(
             settings.tracker_metrics_port, addr=settings.tracker_metrics_host, registry=registry

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tracemalloc
+
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from shared.adapters.kafka.consumer import partition_lag
-from shared.adapters.metrics import Metrics, replace_gauge_values
+from shared.adapters.metrics import Metrics, PythonHeap, replace_gauge_values
 
 ACCEPTED_0 = TopicPartition("scans.accepted", 0)
 ACCEPTED_1 = TopicPartition("scans.accepted", 1)
@@ -51,3 +54,19 @@ def test_replacing_with_nothing_empties_the_gauge() -> None:
     replace_gauge_values(metrics.enterprise_workers, {("yinzhou-textile", "expected"): 40})
     replace_gauge_values(metrics.enterprise_workers, {})
     assert samples(registry, "returnloop_enterprise_workers") == {}
+
+
+def test_the_python_heap_gauge_rises_with_live_objects_and_falls_when_they_are_freed() -> None:
+    registry = CollectorRegistry()
+    registry.register(PythonHeap())
+    try:
+        before = samples(registry, "returnloop_python_heap_bytes")[("current",)]
+        held = [os.urandom(1024) for _ in range(4096)]  # 4 MiB of distinct objects
+        during = samples(registry, "returnloop_python_heap_bytes")
+        del held
+        after = samples(registry, "returnloop_python_heap_bytes")[("current",)]
+    finally:
+        tracemalloc.stop()
+    assert during[("current",)] - before >= 4 * 1024 * 1024
+    assert during[("peak",)] >= during[("current",)]
+    assert after < during[("current",)] - 4 * 1000 * 1024
