@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # A diagnosis of memory, not for everyday service (it slows the process): trace
     # Python's allocations and serve what is live as returnloop_python_heap_bytes.
     tracemalloc: bool = False
+    # How often the tracker hands memory it freed back to the OS (glibc malloc_trim;
+    # 0: never). Without it RSS stays at the high-water mark of its deepest backlog.
+    malloc_trim_interval_seconds: float = Field(default=30.0, ge=0)
 
     # Webhooks (the ``returnloop webhooks`` process): tries per delivery before it is
     # dead, the back-off before the 2nd try (doubling, with jitter, up to the max), the

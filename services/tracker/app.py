@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.tracker.main import TrackerProcess, serve_metrics
 from shared import topics
+from shared.adapters.memory import trim_memory
 from shared.logging import JsonFormatter
 from shared.service_layer.ports import InputRecord
 from shared.settings import Settings
@@ -120,6 +121,12 @@ def create_faust_app(
             return
         if swept:
             logger.info("overdue sweep", extra={"workers": swept})
+
+    if settings.malloc_trim_interval_seconds:
+
+        @app.timer(interval=settings.malloc_trim_interval_seconds)
+        async def trim_memory_timer() -> None:
+            trim_memory()
 
     if settings.platform_polling:
 

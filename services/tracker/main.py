@@ -23,6 +23,7 @@ from shared import topics
 from shared.adapters.healthcode import ProvincialHealthCodeClient
 from shared.adapters.kafka.consumer import BatchConsumer
 from shared.adapters.kafka.publisher import KafkaPublisher
+from shared.adapters.memory import trim_memory
 from shared.adapters.metrics import Metrics
 from shared.adapters.postgres.links import LinkStore
 from shared.adapters.postgres.transit import TransitReads
@@ -304,6 +305,14 @@ class TrackerProcess:
                     self._stopping.wait(), timeout=self.settings.platform_poll_interval_seconds
                 )
 
+    async def trim_memory_forever(self) -> None:
+        while not self._stopping.is_set():
+            trim_memory()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), timeout=self.settings.malloc_trim_interval_seconds
+                )
+
     async def stop(self) -> None:
         self._stopping.set()
         for consumer in self.consumers:
@@ -327,6 +336,8 @@ class TrackerProcess:
         tasks.append(asyncio.create_task(self.relay_forever(), name="outbox-relay"))
         if self.poller is not None:
             tasks.append(asyncio.create_task(self.poll_platform_forever(), name="platform-poll"))
+        if self.settings.malloc_trim_interval_seconds:
+            tasks.append(asyncio.create_task(self.trim_memory_forever(), name="malloc-trim"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
