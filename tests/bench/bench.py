@@ -8,8 +8,11 @@ One run, side by side (issue #6):
   Faust worker) started; scans/s until PostgreSQL holds every scan; the
   tracker's process-tree peak RSS;
 - scan-to-state latency p50/p99 at a steady offered rate (default 2,000 scans/s);
-- limits: plain aiokafka consume + orjson decode of the same input topics, and
-  asyncpg COPY of the same rows into an UNLOGGED and a logged table;
+- limits: plain aiokafka consume + orjson decode of the same input topics;
+  the plain loop (getmany → orjson → COPY into a staging table and INSERT … ON
+  CONFLICT DO NOTHING into an ``applied_scans``-shaped table, one transaction a
+  batch → commit offsets: the least any tracker must do); asyncpg COPY of the
+  same rows into an UNLOGGED and a logged table;
 - baselines: a Faust agent that only counts, a Faust agent awaiting one
   transaction per scan (``tests.bench.bench_faust``);
 - ``returnloop rebuild``'s rate over the same log;
@@ -37,6 +40,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +63,7 @@ import httpx
 import orjson
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
 from openpyxl import load_workbook
 from tqdm import tqdm
 
@@ -132,6 +137,13 @@ TABLE: list[tuple[str, str, str, str | None, tuple[str, float] | None]] = [
     ),
     ("mix: scans naming the worker by a linked code", "scans_by_code", "%", None, None),
     ("limit: aiokafka consume + orjson decode", "consume_limit", "msgs/s", None, None),
+    (
+        "limit: plain loop (getmany → orjson → COPY → commit)",
+        "plain_loop",
+        "msgs/s",
+        "tracker_steady",
+        None,
+    ),
     ("limit: COPY into an UNLOGGED table", "copy_unlogged", "rows/s", None, None),
     ("limit: COPY into a logged table", "copy_logged", "rows/s", None, None),
     ("baseline: Faust agent doing nothing", "faust_noop", "msgs/s", "tracker_steady", None),
@@ -722,6 +734,136 @@ async def measure_consume(bootstrap: str, topic_names: list[str]) -> tuple[float
         await consumer.stop()
 
 
+_TEXT = (str, type(None))
+
+
+def _plain_row(value: bytes | None, key: bytes | None, now: datetime) -> tuple[Any, ...] | None:
+    """One input message as the first ten columns of an applied_scans row; None for one
+    that is not a scan with the right types (the suites' deliberately broken input, which
+    COPY would refuse: it is skipped, as a tracker would set it aside)."""
+    try:
+        body = orjson.loads(value or b"")
+        scan_id, kind, occurred_at = body["scan_id"], body["kind"], body["occurred_at"]
+        text = (body.get("station"), body.get("health_code"), body.get("trip_id"))
+        enterprise, temperature = body.get("enterprise_id"), body.get("temperature_c")
+        if not (
+            isinstance(scan_id, str)
+            and isinstance(kind, str)
+            and isinstance(occurred_at, str)
+            and isinstance(text[0], str)  # station: NOT NULL
+            and all(isinstance(item, _TEXT) for item in (*text, enterprise))
+            and (temperature is None or type(temperature) in (int, float))
+        ):
+            return None
+        occurred = datetime.fromisoformat(occurred_at)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if occurred.tzinfo is None:
+        return None
+    station, health_code, trip_id = text
+    return (
+        scan_id,
+        (key or b"").decode(errors="replace"),
+        kind,
+        occurred,
+        station,
+        None if temperature is None else float(temperature),
+        health_code,
+        trip_id,
+        enterprise,
+        now,
+    )
+
+
+async def measure_plain_loop(
+    bootstrap: str, pool: asyncpg.Pool, topic_names: list[str], limit: int
+) -> tuple[float, int]:
+    """The least any tracker must do, as fast as these libraries do it: aiokafka
+    ``getmany`` → orjson → rows → one transaction a batch (COPY into a staging table,
+    ``INSERT … ON CONFLICT DO NOTHING`` into a table shaped like ``applied_scans``, its
+    keys and indexes included, so a redelivered scan is kept once) → commit the
+    offsets. No validation, no domain, no outbox. Reads ``limit`` messages of the input
+    topics from their beginning, in a consumer group of its own."""
+    group = f"bench-plain-loop-{secrets.token_hex(4)}"
+    consumer = AIOKafkaConsumer(
+        *topic_names,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    columns = COPY_COLUMNS
+    async with pool.acquire() as connection:
+        await connection.execute("DROP TABLE IF EXISTS bench_plain_loop")
+        await connection.execute("CREATE TABLE bench_plain_loop (LIKE applied_scans INCLUDING ALL)")
+        await connection.execute(
+            "CREATE TEMP TABLE plain_loop_stage (LIKE bench_plain_loop INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        insert = (
+            f"INSERT INTO bench_plain_loop ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns)} FROM plain_loop_stage ON CONFLICT DO NOTHING"
+        )
+        await consumer.start()
+        count = 0
+        try:
+            started: float | None = None  # the first fetch that brought records
+            idle_since = time.perf_counter()
+            with tqdm(total=limit, unit="msg", desc="plain loop") as bar:
+                while count < limit:
+                    fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                    if not fetched:
+                        # joining the group, or the topics hold fewer than ``limit``
+                        if time.perf_counter() - idle_since > (5 if started else 60):
+                            break
+                        continue
+                    idle_since = time.perf_counter()
+                    if started is None:
+                        started = time.perf_counter()
+                    rows = []
+                    now = datetime.now(UTC)
+                    for tp, messages in fetched.items():
+                        for message in messages:
+                            row = _plain_row(message.value, message.key, now)
+                            if row is not None:
+                                rows.append((*row, tp.topic, tp.partition, message.offset))
+                        count += len(messages)
+                        bar.update(len(messages))
+                    async with connection.transaction():
+                        await connection.copy_records_to_table(
+                            "plain_loop_stage", records=rows, columns=columns
+                        )
+                        await connection.execute(insert)
+                    await consumer.commit()
+                    finished = time.perf_counter()
+            if started is None:
+                raise RuntimeError("the plain loop read nothing from the input topics in 60 s")
+            rate = count / (finished - started)
+            stored = await connection.fetchval("SELECT count(*) FROM bench_plain_loop")
+            if not stored:
+                raise RuntimeError(f"the plain loop read {count:,} messages and stored no scan")
+            print(f"plain loop: {count:,} messages read, {stored:,} distinct scans stored")
+        finally:
+            await consumer.stop()
+            await connection.execute("DROP TABLE IF EXISTS bench_plain_loop")
+            await connection.execute("DROP TABLE IF EXISTS plain_loop_stage")
+    await asyncio.to_thread(delete_groups, bootstrap, [group])
+    return rate, count
+
+
+def delete_groups(bootstrap: str, groups: list[str]) -> None:
+    """Delete consumer groups a measurement made (with no member left), so they do not
+    pile up on a broker the bench shares. aiokafka's admin client has no such call."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="returnloop-bench")
+    try:
+        for group, outcome in admin.delete_groups(groups).items():  # group -> "OK" or an error
+            if outcome != "OK":
+                print(f"!! consumer group {group} not deleted: {outcome}", flush=True)
+    finally:
+        admin.close()
+
+
 def copy_records(wave: Wave, pseudonymiser: Pseudonymiser) -> list[tuple[Any, ...]]:
     """The wave's unique scans as applied_scans rows."""
     now = datetime.now(UTC)
@@ -1261,6 +1403,17 @@ async def run(
             results.set("consume_messages", count)
 
         await attempt(results, "consume_limit", consume)
+
+        step("limit: the plain loop (getmany → orjson → COPY, one transaction a batch → commit)")
+
+        async def plain_loop() -> None:
+            rate, count = await measure_plain_loop(
+                servers.kafka_bootstrap, pool, list(topics.INPUT_TOPICS.values()), len(wave.scans)
+            )
+            results.set("plain_loop", rate)
+            results.set("plain_loop_messages", count)
+
+        await attempt(results, "plain_loop", plain_loop)
 
         step("limits: asyncpg COPY of the same rows into an UNLOGGED and a logged table")
 

@@ -81,6 +81,7 @@ from tests.bench.bench import (
     ProcessTreeRss,
     database_url_for,
     dead_letter_reasons,
+    delete_groups,
     free_port,
     input_messages,
     log_problems,
@@ -300,10 +301,7 @@ class KafkaLag:
         return total
 
     async def delete_groups(self) -> None:
-        delete = getattr(self.admin, "delete_consumer_groups", None)
-        if delete is not None:
-            with contextlib.suppress(Exception):
-                await delete(list(self.groups))
+        await asyncio.to_thread(delete_groups, self.bootstrap, list(self.groups))
 
 
 class TrackerMetrics:
