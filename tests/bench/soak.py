@@ -211,7 +211,7 @@ class WaveMaker:
             wave = await asyncio.to_thread(wave_of, self.workers, seed=seed, now=datetime.now(UTC))
             # prepare first: a worker whose codes it cannot link is named by ID number in
             # the messages made after it (made before, their scans by code were dead-lettered
-            # as unknown_code: the 12 scans of the first 30-minute soak never applied).
+            # as unknown_code: likely the 12 scans the first 30-minute soak never applied).
             await prepare(self.pool, wave, self.pseudonymiser)
             messages = await asyncio.to_thread(input_messages, wave, self.pseudonymiser)
             await self.queue.put((wave, messages))
