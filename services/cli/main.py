@@ -200,6 +200,31 @@ def rebuild(
     )
 
 
+@cli.command("replay-accepted")
+def replay_accepted(
+    since: Annotated[
+        str,
+        typer.Option(
+            help="ISO 8601 time with offset: records written from then on are applied "
+            "(after a restore: a few minutes before the dump started)"
+        ),
+    ],
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a topic to replay (repeatable; default scans.accepted, "
+            "healthcode.accepted and dispositions.accepted)"
+        ),
+    ] = None,
+) -> None:
+    """Apply what the keyed topics hold since a time, up to their current end (after a
+    restore). What the database already holds changes nothing; no consumer group moves."""
+    arguments = ["--since", since]
+    for name in topic or ():
+        arguments += ["--topic", name]
+    _run_service("services.tracker.replay", *arguments)
+
+
 @cli.command("rotate-id-key")
 def rotate_id_key() -> None:
     """Re-encrypt every kept ID number with the first key of RETURNLOOP_ID_ENCRYPTION_KEYS."""

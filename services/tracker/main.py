@@ -142,6 +142,11 @@ def poller_settings(settings: Settings) -> tuple[IdNumberCipher, str] | None:
     return cipher, settings.health_code_platform_app_key.get_secret_value()
 
 
+# What the apply consumer reads: events validated elsewhere (intake's colour updates,
+# the API's dispositions). Scans are applied by intake itself.
+APPLY_TOPICS = (topics.HEALTHCODE_ACCEPTED, topics.DISPOSITIONS)
+
+
 def build_consumers(
     tracker: Tracker,
     *,
@@ -150,10 +155,13 @@ def build_consumers(
     max_records: int,
     health_updates: bool = True,
 ) -> list[BatchConsumer]:
-    """The two batch consumers: intake (input topics) and apply (topics past validation).
+    """The two batch consumers: intake (input topics: scans are validated and applied in
+    one batch) and apply (colour updates and dispositions past validation).
 
-    ``health_updates=False`` leaves ``healthcode.updates`` to another consumer
-    (the Faust agent in ``services.tracker.app``).
+    ``scans.accepted`` is the tracker's output, not its input: a restore replays it
+    with ``returnloop replay-accepted``. ``health_updates=False`` leaves
+    ``healthcode.updates`` to another consumer (the Faust agent in
+    ``services.tracker.app``).
     """
     intake_topics = [*topics.INPUT_TOPICS.values()]
     if health_updates:
@@ -172,7 +180,7 @@ def build_consumers(
             name="apply",
             bootstrap=kafka_bootstrap,
             group_id=f"{group_id}-apply",
-            topics=[topics.ACCEPTED, topics.HEALTHCODE_ACCEPTED, topics.DISPOSITIONS],
+            topics=APPLY_TOPICS,
             handler=tracker.handle_apply,
             max_records=max_records,
             lag=tracker.metrics.consumer_lag,

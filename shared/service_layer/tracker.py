@@ -1,11 +1,20 @@
-"""The tracker's service layer: intake, apply with poison isolation, sweep, publish.
+"""The tracker's service layer: intake and apply with poison isolation, sweep, publish.
 
-intake  scans.{kind}, healthcode.updates  -> validate, pseudonymise -> scans.accepted /
-        healthcode.accepted (keyed by worker_ref) or scans.rejected (reason + original bytes)
-apply   scans.accepted, healthcode.accepted, dispositions -> one PostgreSQL transaction
-        per batch, which also writes the transitions and alerts to the outbox
+intake  scans.{kind}, healthcode.updates -> validate, pseudonymise; scans are applied
+        in the same batch (one PostgreSQL transaction, which also writes the
+        transitions and alerts to the outbox) and published on scans.accepted
+        (keyed by worker_ref) for downstream readers; colour updates go to
+        healthcode.accepted; rejects to scans.rejected (reason + original bytes)
+apply   healthcode.accepted, dispositions (and scans.accepted when replayed after a
+        restore: ``returnloop replay-accepted``) -> one transaction per batch
 sweep   every few seconds: workers past a deadline -> overdue alerts (outbox too)
 relay   the outbox -> loop.transitions, loop.alerts (``shared.service_layer.relay``)
+
+One Kafka hop per scan: validation and apply share the batch, so a scan is
+consumed, decoded and batched once. Two processes may hold partitions carrying
+scans of one worker (producers key input as they like); the apply transaction
+locks the batch's workers in one order, so one worker's state is never written
+by two transactions at once.
 """
 
 from __future__ import annotations
@@ -75,14 +84,16 @@ class Tracker:
         self.metrics = metrics
 
     async def handle_intake(self, records: Sequence[InputRecord]) -> None:
-        """Validate input; publish accepted and rejected; return when both are durable."""
+        """Validate input, apply the accepted scans, publish accepted and rejected; return
+        when the apply transaction has committed and every message is durable."""
         codes = codes_named(records)
         resolved = await self.codes.resolve_codes(codes) if codes and self.codes else {}
         result = validate_records(records, self.pseudonymiser, now=_utcnow(), resolved=resolved)
+        source_of = {(record.topic, record.partition, record.offset): record for record in records}
+        for item in result.scans:
+            self.metrics.scans_total.labels(item.scan.kind.value, "accepted").inc()
         await asyncio.gather(
-            self.publisher.publish(
-                topics.ACCEPTED, [(item.key(), item.to_bytes(), None) for item in result.scans]
-            ),
+            self._apply_and_publish(result.scans, source_of),
             self.publisher.publish(
                 topics.HEALTHCODE_ACCEPTED,
                 [(item.key(), item.to_bytes(), None) for item in result.updates],
@@ -92,8 +103,6 @@ class Tracker:
                 [(dl.original_key, dl.original_value, dl.headers()) for dl in result.rejected],
             ),
         )
-        for item in result.scans:
-            self.metrics.scans_total.labels(item.scan.kind.value, "accepted").inc()
         for dl in result.rejected:
             kind = topics.KIND_BY_TOPIC.get(dl.source_topic, "unknown")
             self.metrics.scans_total.labels(kind, "rejected").inc()
@@ -108,6 +117,28 @@ class Tracker:
                 },
             )
         self.metrics.batches_total.labels("intake", "ok").inc()
+
+    async def _apply_and_publish(
+        self,
+        scans: list[AcceptedScan],
+        source_of: dict[tuple[str, int, int], InputRecord],
+    ) -> None:
+        """Apply validated scans, then publish them on ``scans.accepted`` (but the poison)."""
+        if not scans:
+            return
+        sources = {}
+        for item in scans:
+            assert item.source is not None  # validate_records sets it
+            position = item.source
+            sources[item.scan.scan_id] = source_of[
+                (position.topic, position.partition, position.offset)
+            ]
+        poison = await self._apply_scans(scans, sources)
+        refused = {id(item) for item in poison}
+        await self.publisher.publish(
+            topics.ACCEPTED,
+            [(item.key(), item.to_bytes(), None) for item in scans if id(item) not in refused],
+        )
 
     async def handle_apply(self, records: Sequence[InputRecord]) -> None:
         """Apply accepted scans, colour updates and dispositions (one transaction each),
@@ -141,20 +172,7 @@ class Tracker:
             )
         transitions: list[handlers.WorkerTransition] = []
         if scans:
-            applied, new_ids, poison = await self._apply_isolating(scans)
-            transitions.extend(applied)
-            committed = time.time()
-            for item in scans:
-                outcome = "applied" if item.scan.scan_id in new_ids else "duplicate"
-                if item in poison:
-                    outcome = "rejected"
-                self.metrics.scans_total.labels(item.scan.kind.value, outcome).inc()
-                if outcome == "applied":
-                    self.metrics.scan_to_state_seconds.observe(
-                        max(0.0, committed - item.received_at.timestamp())
-                    )
-            if poison:
-                await self._dead_letter_poison([source_of[item.scan.scan_id] for item in poison])
+            await self._apply_scans(scans, source_of)
         if updates:
             transitions.extend(
                 await handlers.apply_health_updates(
@@ -170,6 +188,30 @@ class Tracker:
             )
         self._announce(transitions)
         self.metrics.batches_total.labels("apply", "ok").inc()
+
+    async def _apply_scans(
+        self, scans: list[AcceptedScan], source_of: dict[str, InputRecord]
+    ) -> list[AcceptedScan]:
+        """Apply scans in one transaction (poison isolated and dead-lettered from its
+        source record); count the outcomes; return the poison."""
+        applied, new_ids, poison = await self._apply_isolating(scans)
+        committed = time.time()
+        refused = {id(item) for item in poison}
+        for item in scans:
+            if id(item) in refused:
+                outcome = "rejected"
+            elif item.scan.scan_id in new_ids:
+                outcome = "applied"
+                self.metrics.scan_to_state_seconds.observe(
+                    max(0.0, committed - item.received_at.timestamp())
+                )
+            else:
+                outcome = "duplicate"
+            self.metrics.scans_total.labels(item.scan.kind.value, outcome).inc()
+        if poison:
+            await self._dead_letter_poison([source_of[item.scan.scan_id] for item in poison])
+        self._announce(applied)
+        return poison
 
     async def _apply_isolating(
         self, scans: list[AcceptedScan]

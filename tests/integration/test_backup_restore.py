@@ -1,14 +1,13 @@
 """Backup and restore as docs/OPERATIONS.md tells an operator: ``pg_dump -Fc`` of a
 populated database, ``pg_restore`` into a fresh one, ``returnloop rebuild`` (the CLI) on
 it: every state as before the dump. Then the Kafka input that arrived after the dump is
-replayed: the consumer group reset by time (``kafka-consumer-groups --reset-offsets
---to-datetime``) to before the dump, consumed again; the overlap changes nothing and the
-restored states equal the live ones.
+replayed: ``returnloop replay-accepted --since`` a minute before the dump; the overlap
+changes nothing and the restored states equal the live ones.
 
 Own databases, an own topic and group (the shared topics and the tracker's groups are
 other tests'), all removed after. The replayed topic plays ``scans.accepted``; what
-consumes it is the apply stage's work (decode, ``handlers.apply_scans``, commit), without
-the rest of a tracker process.
+fills the live database from it is the apply stage's work (decode,
+``handlers.apply_scans``, commit), without the rest of a tracker process.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from tests.support.servers import Servers, server_env
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-KAFKA_TOOL = ROOT / "deploy" / "kafka" / "kafka-tool.sh"
 
 
 async def _produce(bootstrap: str, topic: str, scans: list[AcceptedScan]) -> None:
@@ -148,13 +146,15 @@ async def test_a_dump_restored_and_rebuilt_gives_every_state_and_the_replay_catc
             async with store_on(restored) as store:
                 assert await states(store.pool) == states_at_dump
 
-            # Replay what arrived after the dump: the group back to a minute before it.
-            reset_to = (dumped_at - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
-            reset = [str(KAFKA_TOOL), "consumer-groups", "--bootstrap-server", bootstrap]
-            reset += ["--group", group, "--topic", topic, "--reset-offsets"]
-            reset += ["--to-datetime", reset_to, "--execute"]
-            _run(reset)
-            replayed = await _consume_and_apply(bootstrap, topic, group, restored)
+            # Replay what arrived after the dump: from a minute before it, as OPERATIONS says.
+            replay_from = (dumped_at - timedelta(minutes=1)).isoformat()
+            command = [sys.executable, "-m", "services.cli", "replay-accepted"]
+            replay = _run(
+                [*command, "--since", replay_from, "--topic", topic],
+                cwd=ROOT,
+                env=server_env(servers, RETURNLOOP_DATABASE_URL=restored),
+            )
+            replayed = int(replay.split("replayed ")[1].split(" record(s)")[0])
             # The overlap (everything since a minute before the dump) is read again.
             assert replayed == len(before_dump) + len(after_dump)
             async with store_on(restored) as store:

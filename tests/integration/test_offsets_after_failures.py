@@ -98,26 +98,31 @@ async def test_a_database_outage_never_lets_the_offset_of_an_unapplied_scan_be_c
     # deploy or a restore). Every apply transaction fails until it is back.
     await pool.execute("ALTER TABLE loop_state RENAME TO loop_state_away")
     poisoned_id = random_id_number()
-    group = f"{settings.consumer_group}-apply"
+    # Scans are applied by the intake consumer, in the batch that validated them.
+    group = f"{settings.consumer_group}-intake"
+    source = topics.INPUT_TOPICS["departure_check"]
     try:
         await send(
             producer,
-            topics.INPUT_TOPICS["departure_check"],
+            source,
             scan_body("departure_check", poisoned_id, hours=0, station=marker),
         )
         position = await eventually(
-            lambda: _position_of(servers, topics.ACCEPTED, marker.encode()),
+            lambda: _position_of(servers, source, marker.encode()),
             lambda found: found is not None,
             within=30,
-            what="the scan to pass intake",
+            what="the scan to be on its input topic",
         )
         assert position is not None
         partition, offset = position
-        # Give the apply loop time to fail and retry several times.
+        # Give the apply transaction time to fail and be retried several times.
         for _ in range(15):
             await asyncio.sleep(0.2)
-            committed = _committed(servers, group, topics.ACCEPTED).get(partition, -1)
+            committed = _committed(servers, group, source).get(partition, -1)
             assert committed <= offset, "committed past a scan that was never applied"
+        assert await _position_of(servers, topics.ACCEPTED, marker.encode()) is None, (
+            "announced on scans.accepted before it was applied"
+        )
         count = await pool.fetchval("SELECT count(*) FROM applied_scans WHERE station = $1", marker)
         assert count == 0
     finally:
@@ -133,7 +138,7 @@ async def test_a_database_outage_never_lets_the_offset_of_an_unapplied_scan_be_c
     assert state["stage"] == "departure_cleared"
     assert await pool.fetchval("SELECT count(*) FROM applied_scans WHERE worker_ref = $1", ref) == 1
     await eventually(
-        lambda: asyncio.to_thread(_committed, servers, group, topics.ACCEPTED),
+        lambda: asyncio.to_thread(_committed, servers, group, source),
         lambda committed: committed.get(partition, -1) > offset,
         within=30,
         what="the offset committed after the scan was applied",

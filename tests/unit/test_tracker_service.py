@@ -24,11 +24,13 @@ from shared.domain.model import Disposition, LoopState
 from shared.domain.vocabulary import AlertKind, DispositionKind, Stage, Status
 from shared.identity import check_digit
 from shared.service_layer import handlers
+from shared.service_layer.intake import validate_records
 from shared.service_layer.messages import AcceptedDisposition, AcceptedScan
 from shared.service_layer.ports import InputRecord, SavedState
 from shared.service_layer.rebuild import rebuild
 from shared.service_layer.tracker import Tracker
 from shared.settings import Settings
+from tests import fakes
 from tests.fakes import FakeLoopStore, FakePublisher, PublishFailed
 
 SETTINGS = Settings(
@@ -86,29 +88,40 @@ def journey(id_number: str) -> list[tuple[str, bytes]]:
 
 
 class Pipeline:
-    """The tracker's two consumers: intake reads the input topics, apply reads what
-    intake accepted; each moves on only once its handler has returned."""
+    """The tracker's two consumers: intake reads the input topics (and applies the scans
+    itself), apply reads the colour updates intake accepted; each moves on only once
+    its handler has returned."""
 
     def __init__(self, tracker: Tracker, publisher: FakePublisher) -> None:
         self.tracker = tracker
         self.publisher = publisher
-        self.read = {topics.ACCEPTED: 0, topics.HEALTHCODE_ACCEPTED: 0}
+        self.read = {topics.HEALTHCODE_ACCEPTED: 0}
         self.offset = 0
 
-    async def intake(self, *messages: tuple[str, bytes]) -> None:
+    def records(self, *messages: tuple[str, bytes]) -> list[InputRecord]:
         records = []
         for topic, value in messages:
             records.append(InputRecord(topic, 0, self.offset, None, value))
             self.offset += 1
-        await self.tracker.handle_intake(records)
+        return records
+
+    async def intake(self, *messages: tuple[str, bytes]) -> None:
+        await self.tracker.handle_intake(self.records(*messages))
 
     def accepted(self) -> list[InputRecord]:
-        """What intake accepted and apply has not read yet."""
+        """What intake published for the apply consumer and apply has not read yet."""
         return [
             InputRecord(topic, 0, offset, key, value)
             for topic, start in self.read.items()
             for offset, (key, value, _) in enumerate(self.publisher.published[topic])
             if offset >= start
+        ]
+
+    def published_scans(self) -> list[InputRecord]:
+        """Everything on ``scans.accepted`` (what a replay after a restore reads)."""
+        return [
+            InputRecord(topics.ACCEPTED, 0, offset, key, value)
+            for offset, (key, value, _) in enumerate(self.publisher.published[topics.ACCEPTED])
         ]
 
     async def apply(self, records: list[InputRecord] | None = None, *, relay: bool = True) -> None:
@@ -275,20 +288,68 @@ async def test_a_scan_delivered_again_changes_nothing_and_publishes_nothing(
     store: FakeLoopStore,
     registry: CollectorRegistry,
 ) -> None:
-    await pipeline.send(*journey(new_id_number()))
-    redelivered = [
-        InputRecord(topics.ACCEPTED, 0, offset, key, value)
-        for offset, (key, value, _) in enumerate(publisher.published[topics.ACCEPTED])
-    ]
+    messages = journey(new_id_number())
+    await pipeline.send(*messages)
     transitions = len(publisher.published[topics.TRANSITIONS])
     alerts = len(publisher.published[topics.ALERTS])
+    assert transitions == 1
 
-    await pipeline.apply(redelivered)
+    await pipeline.send(*messages)  # the input redelivered (offsets not committed)
+    await pipeline.apply(pipeline.published_scans())  # and scans.accepted replayed
 
     assert await store.applied_scan_count() == 4
     assert len(publisher.published[topics.TRANSITIONS]) == transitions
     assert len(publisher.published[topics.ALERTS]) == alerts
-    assert scans_counted(registry, "checkin", "duplicate") == 1
+    assert scans_counted(registry, "checkin", "applied") == 1
+    assert scans_counted(registry, "checkin", "duplicate") == 3
+
+
+async def test_intake_applies_the_scans_it_accepts_in_the_same_batch(
+    pipeline: Pipeline, store: FakeLoopStore, tracker: Tracker, publisher: FakePublisher
+) -> None:
+    id_number = new_id_number()
+    await pipeline.intake(*journey(id_number))  # no apply consumer involved
+
+    state = store.state_of(tracker.pseudonymiser.worker_ref(id_number))
+    assert state is not None and (state.stage, state.status) == (
+        Stage.CHECKED_IN,
+        Status.CLOSED,
+    )
+    assert len(publisher.published[topics.ACCEPTED]) == 4
+    assert len(store.committed.outbox) == 1  # registered -> checked_in, to be relayed
+
+
+async def test_intake_dead_letters_a_scan_the_store_refuses_and_applies_the_rest(
+    pipeline: Pipeline,
+    publisher: FakePublisher,
+    store: FakeLoopStore,
+    tracker: Tracker,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Validation lets nothing through that PostgreSQL refuses; a store that refuses a
+    # station stands for whatever it might still refuse one day.
+    original = fakes._refusal
+    monkeypatch.setattr(
+        fakes, "_refusal", lambda text: "refused" if text == "refused gate" else original(text)
+    )
+    id_numbers = [new_id_number() for _ in range(3)]
+    poison = scan_body("checkin", id_numbers[1], 0.5, station="refused gate")
+    messages = [m for n in id_numbers for m in journey(n)[:2]]
+    messages.insert(3, (topics.INPUT_TOPICS["checkin"], poison))
+
+    await pipeline.intake(*messages)
+
+    assert await store.applied_scan_count() == 6
+    for id_number in id_numbers:
+        state = store.state_of(tracker.pseudonymiser.worker_ref(id_number))
+        assert state is not None and state.stage is Stage.BOARDED
+    [(_, value, headers)] = publisher.published[topics.REJECTED]
+    assert value == poison
+    assert dict(headers or [])["reason"] == b"unprocessable"
+    assert dict(headers or [])["source_offset"] == b"3"
+    assert len(publisher.published[topics.ACCEPTED]) == 6  # the refused one is not announced
+    assert scans_counted(registry, "checkin", "rejected") == 1
 
 
 async def test_a_scan_the_store_refuses_is_dead_lettered_while_the_rest_of_the_batch_applies(
@@ -300,7 +361,7 @@ async def test_a_scan_the_store_refuses_is_dead_lettered_while_the_rest_of_the_b
 ) -> None:
     id_numbers = [new_id_number() for _ in range(3)]
     await pipeline.intake(*(message for n in id_numbers for message in journey(n)[:2]))
-    batch = pipeline.accepted()
+    batch = pipeline.published_scans()  # replayed after a restore
     # A message on scans.accepted that no validation let through: PostgreSQL text has no NUL.
     good = AcceptedScan.from_bytes(batch[2].value or b"")
     poison = replace(good, scan=replace(good.scan, scan_id="poison\x00scan"))
@@ -325,10 +386,9 @@ async def test_a_broker_away_after_the_commit_loses_no_transition_the_outbox_kee
     publisher: FakePublisher,
     store: FakeLoopStore,
 ) -> None:
-    await pipeline.intake(*journey(new_id_number()))
     assert pipeline.tracker.relay is not None
     assert pipeline.tracker.relay.wake.is_set() is False
-    await pipeline.apply(relay=False)  # committed: the consumer moves on
+    await pipeline.intake(*journey(new_id_number()))  # committed: the consumer moves on
 
     assert pipeline.tracker.relay.wake.is_set()  # the relay was told at once
     publisher.fail()
@@ -366,7 +426,6 @@ async def test_a_relay_dying_after_the_broker_has_the_messages_sends_them_again_
     pipeline = Pipeline(dying, publisher)
     fever = scan_body("departure_check", new_id_number(), 1, temperature_c=38.5)
     await pipeline.intake((topics.INPUT_TOPICS["departure_check"], fever))
-    await pipeline.apply(relay=False)
     assert dying.relay is not None
     with pytest.raises(Killed):
         await dying.relay.drain()
@@ -417,11 +476,11 @@ async def board(pipeline: Pipeline, store: FakeLoopStore, tracker: Tracker, eta:
     worker_ref = tracker.pseudonymiser.worker_ref(id_number)
     store.seed_trip("bus-guiyang-ningbo-0302", eta=eta)
     store.seed_worker(worker_ref, trip_id="bus-guiyang-ningbo-0302")
-    await pipeline.intake(
+    records = pipeline.records(
         (topics.INPUT_TOPICS["departure_check"], scan_body("departure_check", id_number, 10)),
         (topics.INPUT_TOPICS["boarding"], scan_body("boarding", id_number, 9)),
     )
-    scans = [AcceptedScan.from_bytes(record.value or b"") for record in pipeline.accepted()]
+    scans = validate_records(records, tracker.pseudonymiser, now=hours_ago(9)).scans
     await handlers.apply_scans(store, scans, rules=tracker.rules, now=hours_ago(9))
     return worker_ref
 
