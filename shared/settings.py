@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     consumer_group: str = "returnloop-tracker"
     batch_max_records: int = Field(default=2000, ge=1)
     batch_linger_ms: int = Field(default=50, ge=0)
+    # Input batches a tracker process handles at once: the next is validated while the
+    # previous one's transaction runs (offsets are committed in order either way).
+    batch_pipeline_depth: int = Field(default=2, ge=1, le=8)
     # The outbox relay: messages per round (one transaction), and how often a tracker
     # looks for what other processes left (its own commits wake it at once).
     outbox_relay_batch: int = Field(default=5000, ge=1)
@@ -71,6 +74,13 @@ class Settings(BaseSettings):
     # n-th time it passes point (apply_committed: after an apply commit, before the
     # relay; relay_published: after the broker acknowledged, before the rows are deleted).
     fault_kill_at: str | None = None
+
+    # Consumer processes one ``returnloop tracker`` supervises (0: one per core). Each
+    # is a member of the same consumer groups; with a metrics port set, the i-th
+    # serves it on port + i.
+    tracker_processes: int = Field(default=0, ge=0, le=256)
+    # Set by the supervisor in each child (0 for a tracker on its own).
+    tracker_process_index: int = Field(default=0, ge=0)
 
     # The tracker's own /metrics (0: not served; the API serves its own).
     tracker_metrics_host: str = "127.0.0.1"

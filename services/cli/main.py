@@ -119,12 +119,21 @@ def tracker(
     engine: Annotated[
         str, typer.Option(help="faust (the default: a Faust worker) or asyncio (plain loop)")
     ] = "faust",
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="consumer processes to run under this command (default: "
+            "RETURNLOOP_TRACKER_PROCESSES, else one per core)",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Run the tracker stream processors."""
     if engine not in ("faust", "asyncio"):
         typer.echo("returnloop: --engine takes faust or asyncio", err=True)
         raise typer.Exit(2)
-    _run_service("services.tracker", "--engine", engine)
+    extra = ["--processes", str(processes)] if processes is not None else []
+    _run_service("services.tracker", "--engine", engine, *extra)
 
 
 @cli.command()

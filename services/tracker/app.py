@@ -35,8 +35,10 @@ def faust_broker_url(bootstrap: str) -> str:
 
 
 def faust_datadir(settings: Settings) -> Path:
-    """Where the Faust worker keeps its files: ``RETURNLOOP_DATA_DIR/faust``."""
-    return settings.data_dir.resolve() / "faust"
+    """Where the Faust worker keeps its files: ``RETURNLOOP_DATA_DIR/faust`` (``faust-i``
+    for the i-th process of a supervised tracker, i > 0)."""
+    index = settings.tracker_process_index
+    return settings.data_dir.resolve() / ("faust" if index == 0 else f"faust-{index}")
 
 
 def create_faust_app(

@@ -154,6 +154,7 @@ def build_consumers(
     group_id: str,
     max_records: int,
     health_updates: bool = True,
+    depth: int = 1,
 ) -> list[BatchConsumer]:
     """The two batch consumers: intake (input topics: scans are validated and applied in
     one batch) and apply (colour updates and dispositions past validation).
@@ -175,6 +176,7 @@ def build_consumers(
             handler=tracker.handle_intake,
             max_records=max_records,
             lag=tracker.metrics.consumer_lag,
+            depth=depth,
         ),
         BatchConsumer(
             name="apply",
@@ -218,7 +220,8 @@ class TrackerProcess:
     async def start(self) -> Tracker:
         settings = self.settings
         assert settings.database_url and settings.kafka_bootstrap
-        self._store = await PostgresStore.connect(settings.database_url, max_size=4)
+        # Two intake batches in flight, the apply consumer, the relay, the sweep, lookups.
+        self._store = await PostgresStore.connect(settings.database_url, max_size=6)
         self._publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-tracker")
         await self._publisher.start()
         self.tracker = bootstrap(
@@ -237,6 +240,7 @@ class TrackerProcess:
             group_id=settings.consumer_group,
             max_records=settings.batch_max_records,
             health_updates=self.health_updates_in_batches,
+            depth=settings.batch_pipeline_depth,
         )
         if self._poll_config is not None:
             cipher, app_key = self._poll_config

@@ -69,6 +69,67 @@ async def test_a_batch_whose_handler_fails_is_delivered_again_and_nothing_is_ski
     assert set(calls[0]) <= {value for batch in calls[2:] for value in batch}
 
 
+async def test_with_two_batches_in_flight_no_commit_passes_a_batch_not_yet_applied(
+    servers: Servers, producer: AIOKafkaProducer
+) -> None:
+    topic = unique("test.pipeline")
+    ensure_topics(servers.kafka_bootstrap, partitions=1, names=[topic])
+    sent = [f"message-{index:03}".encode() for index in range(300)]
+    for value in sent:
+        await producer.send(topic, value)
+    await producer.flush()
+    group = unique("group")
+    first_batch_fails = asyncio.Event()
+    release = asyncio.Event()
+    handled: list[bytes] = []
+    first: list[int] = []
+
+    async def stuck_first(records: Sequence[InputRecord]) -> None:
+        if not first:
+            first.append(records[0].offset)
+        if records[0].offset == first[0] and not release.is_set():
+            first_batch_fails.set()
+            raise RuntimeError("database unavailable")
+        handled.extend(record.value or b"" for record in records)
+
+    consumer = BatchConsumer(
+        name="pipeline-test",
+        bootstrap=servers.kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        handler=stuck_first,
+        max_records=50,
+        retry_backoff_s=0.05,
+        retry_backoff_max_s=0.1,
+        depth=2,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(first_batch_fails.wait(), 30)
+        # The second batch is applied meanwhile, but its offsets wait for the first's.
+        await eventually(
+            lambda: asyncio.sleep(0, len(handled)),
+            lambda count: count >= 50,
+            within=30,
+            what="the second batch handled while the first one fails",
+        )
+        for _ in range(10):
+            await asyncio.sleep(0.1)
+            committed = _committed(servers, group, topic).get(0, -1)
+            assert committed <= first[0], "committed past a batch that was never applied"
+        release.set()
+        await eventually(
+            lambda: asyncio.to_thread(_committed, servers, group, topic),
+            lambda offsets: offsets.get(0, -1) == len(sent),
+            within=30,
+            what="every offset committed once the first batch is applied",
+        )
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+    assert set(handled) == set(sent)
+
+
 def _committed(servers: Servers, group: str, topic: str) -> dict[int, int]:
     admin = KafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
     try:

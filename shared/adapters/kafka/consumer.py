@@ -6,21 +6,29 @@ is fragile, so the scan streams run here instead: ``getmany`` a batch, hand it
 to one handler (one PostgreSQL transaction), commit the batch's offsets. A
 handler that raises gets the same records again after a back-off: nothing is
 skipped, and idempotency on ``scan_id`` makes the redelivery harmless.
+
+With ``depth`` > 1 the next batch is fetched and handled while the previous one
+still waits on PostgreSQL, so the process's one core decodes and validates
+while the database writes; offsets are still committed in order, a batch's
+only after it and every batch before it succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Gauge
 
 from shared.service_layer.ports import BatchHandler, InputRecord
 
 logger = logging.getLogger(__name__)
+
+Fetched = dict[TopicPartition, list[ConsumerRecord]]
 
 
 def partition_lag(
@@ -53,8 +61,12 @@ class BatchConsumer:
         retry_backoff_s: float = 0.5,
         retry_backoff_max_s: float = 10.0,
         lag: Gauge | None = None,
+        depth: int = 1,
     ) -> None:
+        if depth < 1:
+            raise ValueError("depth is at least 1")
         self.name = name
+        self.depth = depth
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = tuple(topics)
@@ -95,13 +107,18 @@ class BatchConsumer:
         await consumer.start()
         self.ready.set()
         logger.info("consumer started", extra={"consumer": self.name, "topics": self.topics})
-        failures = 0
+        in_flight: deque[tuple[asyncio.Task[bool], Fetched]] = deque()
         try:
             while not self._stopping.is_set():
+                if len(in_flight) >= self.depth:
+                    await self._finish_oldest(consumer, in_flight)
+                    continue
                 fetched = await consumer.getmany(
                     timeout_ms=self.timeout_ms, max_records=self.max_records
                 )
                 await self._observe_lag(consumer)
+                while in_flight and in_flight[0][0].done():
+                    await self._finish_oldest(consumer, in_flight)
                 if not fetched:
                     continue
                 records = [
@@ -117,26 +134,52 @@ class BatchConsumer:
                     for tp, messages in fetched.items()
                     for message in messages
                 ]
-                try:
-                    await self.handler(records)
-                except Exception:
-                    failures += 1
-                    delay = min(
-                        self.retry_backoff_s * 2 ** (failures - 1), self.retry_backoff_max_s
-                    )
-                    logger.exception(
-                        "batch failed; will retry the same records",
-                        extra={"consumer": self.name, "records": len(records), "retry_in_s": delay},
-                    )
-                    self._rewind(consumer, fetched)
-                    await self._sleep(delay)
-                    continue
-                failures = 0
-                await self._commit(consumer, fetched)
+                in_flight.append((asyncio.create_task(self._handle(records)), fetched))
+            while in_flight:  # stopping: what is under way finishes (or gives up) first
+                await self._finish_oldest(consumer, in_flight)
         finally:
+            for task, _ in in_flight:
+                task.cancel()
+            await asyncio.gather(*(task for task, _ in in_flight), return_exceptions=True)
             self._forget_lag(set())
             await consumer.stop()
             logger.info("consumer stopped", extra={"consumer": self.name})
+
+    async def _handle(self, records: list[InputRecord]) -> bool:
+        """Hand ``records`` to the handler until it succeeds (True), backing off after
+        each failure; False if the consumer is stopped first (nothing to commit)."""
+        failures = 0
+        while True:
+            try:
+                await self.handler(records)
+                return True
+            except Exception:
+                failures += 1
+                delay = min(self.retry_backoff_s * 2 ** (failures - 1), self.retry_backoff_max_s)
+                logger.exception(
+                    "batch failed; will retry the same records",
+                    extra={"consumer": self.name, "records": len(records), "retry_in_s": delay},
+                )
+                await self._sleep(delay)
+                if self._stopping.is_set():
+                    return False
+
+    async def _finish_oldest(
+        self, consumer: AIOKafkaConsumer, in_flight: deque[tuple[asyncio.Task[bool], Fetched]]
+    ) -> None:
+        """Wait for the oldest batch; commit its offsets if it was applied. Batches finish
+        in the order they were fetched, so no commit passes a batch not yet applied."""
+        task, fetched = in_flight[0]
+        handled = await task
+        in_flight.popleft()
+        if handled:
+            await self._commit(consumer, fetched)
+        else:
+            # Given up (stopping): none of the later batches may be committed either.
+            for later, _ in in_flight:
+                later.cancel()
+            await asyncio.gather(*(later for later, _ in in_flight), return_exceptions=True)
+            in_flight.clear()
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Set the lag gauge for the partitions this consumer owns now, and only those."""
@@ -166,19 +209,10 @@ class BatchConsumer:
                 self.lag.remove(*labels)
         self._lag_labels = keep
 
-    @staticmethod
-    def _rewind(consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        for tp, messages in fetched.items():
-            try:
-                consumer.seek(tp, messages[0].offset)
-            except (IllegalStateError, AssertionError):
-                # Revoked meanwhile: the new owner starts from the committed offset.
-                pass
-
     async def _commit(
         self,
         consumer: AIOKafkaConsumer,
-        fetched: dict[TopicPartition, list],  # type: ignore[type-arg]
+        fetched: Fetched,
     ) -> None:
         offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
         try:
