@@ -650,7 +650,8 @@ async def soak(plan: Plan, bootstrap: str, base_url: str, work_dir: Path) -> dic
             "RETURNLOOP_TRACEMALLOC": "1" if plan.tracemalloc else "0",
         }
         tracker_log = work_dir / "soak-tracker.log"
-        tracker = spawn(["services.cli", "tracker"], env, tracker_log)
+        # One process: the soak watches one process's memory and metrics port.
+        tracker = spawn(["services.cli", "tracker", "--processes", "1"], env, tracker_log)
         api_log = work_dir / "soak-api.log"
         api_url = None
         if plan.api:
