@@ -92,7 +92,9 @@ class BatchConsumer:
             client_id=f"returnloop-{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            # aiokafka's default (was 4 MiB): in a backlog up to this much per owned
+            # partition waits in memory, in every process; a batch needs far less.
+            max_partition_fetch_bytes=1024 * 1024,
             # Short sessions: a dead tracker's partitions move on within seconds
             # (and Tansu's first join waits half a session).
             session_timeout_ms=6000,
