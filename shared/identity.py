@@ -19,6 +19,10 @@ _SHAPE = re.compile(r"^[1-9][0-9]{16}[0-9X]$")
 _EARLIEST_BIRTH = date(1900, 1, 1)
 
 
+# A worker_ref is this prefix and 24 hex digits of a keyed hash (uniformly spread).
+WORKER_REF_PREFIX = "w_"
+
+
 class InvalidIdNumber(ValueError):
     """The text is not a valid 18-character resident ID number; ``code`` says why."""
 
@@ -114,7 +118,7 @@ class Pseudonymiser:
 
     def worker_ref(self, id_number: str) -> str:
         """Stable pseudonymous reference for a normalised ID number."""
-        return "w_" + self._digest(b"worker_ref", id_number)[:24]
+        return WORKER_REF_PREFIX + self._digest(b"worker_ref", id_number)[:24]
 
     def lookup_hash(self, purpose: str, value: str) -> str:
         """Keyed hash for looking a secret value up without storing it (card numbers)."""

@@ -333,14 +333,20 @@ class FakeLoopStore:
         finally:
             self._end(uow, commit=committed)
 
-    async def workers_after(self, after: str, limit: int) -> dict[str, str]:
+    async def workers_after(
+        self, after: str, limit: int, before: str | None = None
+    ) -> dict[str, str]:
         tables = self.committed
         with_history = (
             {item.worker_ref for item in tables.scans.values()}
             | {ref for ref, _, _ in tables.updates}
             | set(tables.states)
         )
-        refs = sorted(ref for ref in tables.workers if ref > after and ref in with_history)
+        refs = sorted(
+            ref
+            for ref in tables.workers
+            if ref > after and (before is None or ref < before) and ref in with_history
+        )
         return {ref: tables.workers[ref].id_masked for ref in refs[:limit]}
 
     async def applied_scan_count(self) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperCommand
@@ -14,6 +14,9 @@ from typer.core import TyperCommand
 from services.cli.dlq import dlq_cli
 from shared.logging import configure_logging
 from shared.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from shared.service_layer.rebuild import RebuildReport
 
 cli = typer.Typer(
     add_completion=False,
@@ -179,10 +182,17 @@ def topics() -> None:
 def rebuild(
     chunk_size: Annotated[int, typer.Option(help="workers per transaction", min=1)] = 1000,
     jobs: Annotated[int, typer.Option(help="transactions in flight at once", min=1)] = 2,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="processes, each a range of workers (default: one per core)", min=1, max=64
+        ),
+    ] = None,
+    worker_range: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Recompute every worker's loop state and alerts from the applied-scan log."""
     from shared.adapters.postgres.unit_of_work import PostgresStore
-    from shared.service_layer.rebuild import RebuildReport, rebuild
+    from shared.service_layer.rebuild import rebuild
     from shared.settings import rules_from
 
     settings = _settings()
@@ -191,21 +201,119 @@ def rebuild(
         typer.echo("returnloop: set RETURNLOOP_DATABASE_URL", err=True)
         raise typer.Exit(2)
     configure_logging("rebuild", settings.log_level)
+    count = processes or len(os.sched_getaffinity(0))
 
-    async def run() -> RebuildReport:
-        store = await PostgresStore.connect(database_url, max_size=jobs + 1)
+    if worker_range is not None:  # one process of several: progress and report as lines
+        lower, _, upper = worker_range.partition(":")
+
+        async def run_range() -> RebuildReport:
+            store = await PostgresStore.connect(database_url, max_size=jobs + 1)
+            try:
+                return await rebuild(
+                    store,
+                    rules=rules_from(settings),
+                    chunk_size=chunk_size,
+                    jobs=jobs,
+                    progress=False,
+                    key_range=(lower, upper or None),
+                    on_page=lambda scans: print(f"page {scans}", flush=True),
+                )
+            finally:
+                await store.close()
+
+        part = asyncio.run(run_range())
+        print(f"report {part.workers} {part.scans} {part.corrected}", flush=True)
+        return
+
+    if count == 1:
+
+        async def run() -> RebuildReport:
+            store = await PostgresStore.connect(database_url, max_size=jobs + 1)
+            try:
+                return await rebuild(
+                    store, rules=rules_from(settings), chunk_size=chunk_size, jobs=jobs
+                )
+            finally:
+                await store.close()
+
+        report = asyncio.run(run())
+    else:
+        report = _rebuild_in_processes(database_url, count, chunk_size=chunk_size, jobs=jobs)
+    typer.echo(
+        f"rebuilt {report.workers} worker(s) from {report.scans} scan(s) in "
+        f"{report.seconds:.1f} s ({report.scans_per_second:,.0f} scans/s"
+        + (f", {count} processes" if count > 1 else "")
+        + f"); {report.corrected} state(s) changed"
+    )
+
+
+def _rebuild_in_processes(
+    database_url: str, count: int, *, chunk_size: int, jobs: int
+) -> RebuildReport:
+    """``count`` rebuild processes, each over its own range of worker_ref; one bar."""
+    import subprocess
+    import threading
+    import time
+
+    from tqdm import tqdm
+
+    from shared.adapters.postgres.unit_of_work import PostgresStore
+    from shared.service_layer.rebuild import RebuildReport, key_ranges
+
+    async def total_scans() -> int:
+        store = await PostgresStore.connect(database_url, max_size=1)
         try:
-            return await rebuild(
-                store, rules=rules_from(settings), chunk_size=chunk_size, jobs=jobs
-            )
+            return await store.applied_scan_count()
         finally:
             await store.close()
 
-    report = asyncio.run(run())
-    typer.echo(
-        f"rebuilt {report.workers} worker(s) from {report.scans} scan(s) in "
-        f"{report.seconds:.1f} s ({report.scans_per_second:,.0f} scans/s); "
-        f"{report.corrected} state(s) changed"
+    started = time.perf_counter()
+    bar = tqdm(total=asyncio.run(total_scans()), unit="scan", desc="rebuild")
+    lock = threading.Lock()
+    parts: list[RebuildReport] = []
+    children = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "services.cli", "rebuild", "--processes", "1"),
+                *("--chunk-size", str(chunk_size), "--jobs", str(jobs)),
+                *("--worker-range", f"{lower}:{upper or ''}"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for lower, upper in key_ranges(count)
+    ]
+
+    def follow(child: subprocess.Popen[str]) -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            word, _, rest = line.strip().partition(" ")
+            with lock:
+                if word == "page":
+                    bar.update(int(rest))
+                elif word == "report":
+                    workers, scans, corrected = (int(n) for n in rest.split())
+                    parts.append(RebuildReport(workers, scans, corrected))
+
+    readers = [threading.Thread(target=follow, args=(child,)) for child in children]
+    for reader in readers:
+        reader.start()
+    failed = [child.wait() for child in children]
+    for reader in readers:
+        reader.join()
+    bar.close()
+    if any(failed) or len(parts) != count:
+        typer.echo(
+            f"returnloop: {sum(1 for code in failed if code)} of {count} rebuild processes "
+            "failed (their errors are above); run it again: a rebuild may be repeated",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return RebuildReport(
+        workers=sum(p.workers for p in parts),
+        scans=sum(p.scans for p in parts),
+        corrected=sum(p.corrected for p in parts),
+        seconds=time.perf_counter() - started,
     )
 
 

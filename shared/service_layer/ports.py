@@ -145,8 +145,11 @@ class LoopStore(Protocol):
         """A unit of work: everything inside commits together or not at all."""
         ...
 
-    async def workers_after(self, after: str, limit: int) -> dict[str, str]:
-        """The next ``limit`` workers after ``after`` with anything to decide."""
+    async def workers_after(
+        self, after: str, limit: int, before: str | None = None
+    ) -> dict[str, str]:
+        """The next ``limit`` workers after ``after`` (and before ``before``, if given)
+        with anything to decide."""
         ...
 
     async def applied_scan_count(self) -> int:

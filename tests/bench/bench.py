@@ -233,7 +233,14 @@ TABLE: list[Row] = [
         target=("<", 400),
     ),
     Row("tracker peak RSS (--processes 1)", "tracker_one_peak_rss_mb", "MB"),
-    Row("rebuild", "rebuild", "scans/s", "copy_logged", ("ratio>=", 0.5)),
+    Row(
+        "rebuild (`returnloop rebuild`, one process a core)",
+        "rebuild",
+        "scans/s",
+        "copy_logged",
+        ("ratio>=", 0.5),
+    ),
+    Row("rebuild, one process", "rebuild_one", "scans/s", "copy_logged"),
     Row(
         "API lookup: request rate issued",
         "lookup_rate_issued",
@@ -1560,19 +1567,42 @@ async def run(
 
         await attempt(results, "copy", copy)
 
-        step("rebuild: recompute every loop state from the applied-scan log")
+        step("rebuild: `returnloop rebuild` (one process a core) over the applied-scan log")
 
         async def rebuild_rate() -> None:
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "services.cli", "rebuild"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=3600,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"returnloop rebuild failed:\n{done.stderr[-2000:]}")
+            # "rebuilt W worker(s) from S scan(s) in T s (R scans/s, N processes); C state(s)…"
+            line = done.stdout.strip().splitlines()[-1]
+            print(line, flush=True)
+            words = line.split()
+            scans = int(words[4])
+            seconds = float(words[7])
+            results.set("rebuild", scans / seconds)
+            results.set("rebuild_scans", scans)
+            results.set("rebuild_corrected", int(line.split("; ")[1].split()[0]))
+
+        await attempt(results, "rebuild", rebuild_rate)
+
+        step("rebuild, one process (in this process, for comparison)")
+
+        async def rebuild_one() -> None:
             store = await PostgresStore.connect(servers.database_url, max_size=3)
             try:
                 report = await rebuild(store, rules=rules)
             finally:
                 await store.close()
-            results.set("rebuild", report.scans_per_second)
-            results.set("rebuild_scans", report.scans)
-            results.set("rebuild_corrected", report.corrected)
+            results.set("rebuild_one", report.scans_per_second)
 
-        await attempt(results, "rebuild", rebuild_rate)
+        await attempt(results, "rebuild_one", rebuild_one)
 
         step("baselines: Faust agents on scans.accepted")
 

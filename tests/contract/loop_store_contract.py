@@ -632,6 +632,10 @@ class LoopStoreContract:
         assert list(first.items()) == [(scanned, "a"), (coloured, "b")]
         second = await store.workers_after(coloured, 2)
         assert list(second.items()) == [(stated, "c"), (last, "f")]
+        # A range of its own (a rebuild process's): nothing at or past ``before``.
+        bounded = await store.workers_after(prefix, 10, before=stated)
+        assert list(bounded) == [scanned, coloured]
+        assert list(await store.workers_after(stated, 10, before=last)) == []
 
     # Data the store refuses: RecordRefused, and nothing of the transaction kept.
 

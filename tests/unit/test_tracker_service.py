@@ -27,7 +27,7 @@ from shared.service_layer import handlers
 from shared.service_layer.intake import validate_records
 from shared.service_layer.messages import AcceptedDisposition, AcceptedScan
 from shared.service_layer.ports import InputRecord, SavedState
-from shared.service_layer.rebuild import rebuild
+from shared.service_layer.rebuild import key_ranges, rebuild
 from shared.service_layer.tracker import Tracker
 from shared.settings import Settings
 from tests import fakes
@@ -580,3 +580,44 @@ async def test_a_withdrawal_applied_from_its_topic_withdraws_the_worker_and_clos
     transitions = [orjson.loads(value) for _, value, _ in publisher.published[topics.TRANSITIONS]]
     assert transitions[-1]["status"] == "withdrawn"
     assert sum(t["status"] == "withdrawn" for t in transitions) == 1
+
+
+async def test_rebuild_in_key_ranges_re_decides_each_worker_once(
+    pipeline: Pipeline, store: FakeLoopStore, tracker: Tracker
+) -> None:
+    id_numbers = [new_id_number() for _ in range(40)]
+    await pipeline.send(*(message for n in id_numbers for message in journey(n)[:2]))
+    worker_refs = {tracker.pseudonymiser.worker_ref(n) for n in id_numbers}
+    async with store.transaction() as uow:  # states lost, the scan log intact
+        await uow.save([SavedState(ref, "masked", LoopState(), 0) for ref in worker_refs], NOW)
+
+    seen: list[int] = []
+    reports = [
+        await rebuild(
+            store,
+            rules=tracker.rules,
+            chunk_size=3,
+            progress=False,
+            key_range=key_range,
+            on_page=seen.append,
+        )
+        for key_range in key_ranges(3)
+    ]
+
+    assert sum(r.workers for r in reports) == 40
+    assert sum(r.scans for r in reports) == sum(seen) == 80
+    assert all(r.workers for r in reports)  # 40 HMAC refs spread over three ranges
+    for ref in worker_refs:
+        state = store.state_of(ref)
+        assert state is not None and state.stage is Stage.BOARDED
+
+
+def test_key_ranges_cover_every_worker_ref_once_in_order() -> None:
+    ranges = key_ranges(4)
+    assert ranges == [
+        ("", "w_4000"),
+        ("w_4000", "w_8000"),
+        ("w_8000", "w_c000"),
+        ("w_c000", None),
+    ]
+    assert key_ranges(1) == [("", None)]

@@ -476,13 +476,16 @@ class PostgresStore:
         except _DATA_ERRORS as error:
             raise RecordRefused(str(error)) from error
 
-    async def workers_after(self, after: str, limit: int) -> dict[str, str]:
-        """The next ``limit`` workers after ``after`` (worker_ref order) with anything to decide:
-        applied scans, colour updates or a stored state (worker_ref -> id_masked)."""
+    async def workers_after(
+        self, after: str, limit: int, before: str | None = None
+    ) -> dict[str, str]:
+        """The next ``limit`` workers after ``after`` (worker_ref order; before ``before``
+        if given) with anything to decide: applied scans, colour updates or a stored
+        state (worker_ref -> id_masked)."""
         rows = await self.pool.fetch(
             """
             SELECT w.worker_ref, w.id_masked FROM workers w
-            WHERE w.worker_ref > $1 AND (
+            WHERE w.worker_ref > $1 AND ($3::text IS NULL OR w.worker_ref < $3) AND (
                 EXISTS (SELECT 1 FROM applied_scans a WHERE a.worker_ref = w.worker_ref)
                 OR EXISTS (SELECT 1 FROM health_code_updates h WHERE h.worker_ref = w.worker_ref)
                 OR EXISTS (SELECT 1 FROM loop_state s WHERE s.worker_ref = w.worker_ref))
@@ -491,6 +494,7 @@ class PostgresStore:
             """,
             after,
             limit,
+            before,
         )
         return {row["worker_ref"]: row["id_masked"] for row in rows}
 
