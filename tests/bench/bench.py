@@ -140,7 +140,7 @@ TARGET_OPS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
 # ratio = value / baseline; issue #14's targets, most of them ratios within the run.
 TABLE: list[Row] = [
     Row(
-        "tracker end to end (from process start; `returnloop tracker`, one process a core)",
+        "tracker end to end (from process start; as shipped)",
         "tracker_e2e",
         "scans/s",
         "consume_limit",
@@ -173,7 +173,7 @@ TABLE: list[Row] = [
         "consume_limit",
     ),
     Row(
-        "tracker warm, two processes in one group (--processes 2)",
+        "tracker warm, two processes (--processes 2)",
         "tracker_warm_two",
         "scans/s",
         "tracker_warm_one",
@@ -227,14 +227,14 @@ TABLE: list[Row] = [
         "latency80_rate_asked",
     ),
     Row(
-        "tracker peak RSS (process tree: `returnloop tracker`, one process a core)",
+        "tracker peak RSS (process tree; as shipped)",
         "tracker_peak_rss_mb",
         "MB",
         target=("<", 400),
     ),
     Row("tracker peak RSS (--processes 1)", "tracker_one_peak_rss_mb", "MB"),
     Row(
-        "rebuild (`returnloop rebuild`, one process a core)",
+        "rebuild (`returnloop rebuild` as shipped)",
         "rebuild",
         "scans/s",
         "copy_logged",
