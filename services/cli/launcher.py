@@ -158,6 +158,10 @@ def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed:
             "RETURNLOOP_ADMIN_TOKEN": admin_token,
             **demo_env,
         }
+        if not settings.kafka_bootstrap and "tracker_processes" not in settings.model_fields_set:
+            # The embedded broker (Tansu) rebalances a group slowly (a join waits half a
+            # session), and every rebalance re-reads what was not committed: one process.
+            env["RETURNLOOP_TRACKER_PROCESSES"] = "1"
         processes = {
             "tracker": _spawn("tracker", env, logs / "tracker.log"),
             "api": _spawn("api", env, logs / "api.log"),

@@ -30,6 +30,7 @@ TEST_ID_ENCRYPTION_KEYS = "vJ-TAlFDnt0MdZSs-qNmalP-u7TC6ZBgg37fVkATr14="
 class Servers:
     kafka_bootstrap: str
     database_url: str
+    embedded_kafka: bool = False
 
 
 @contextlib.contextmanager
@@ -44,13 +45,21 @@ def running_servers(data_dir: Path, *, own_embedded: bool = False) -> Iterator[S
     ) as (bootstrap, database_url):
         migrate(database_url)
         ensure_topics(bootstrap, partitions=4)
-        yield Servers(bootstrap, database_url)
+        embedded_kafka = not configured.get("RETURNLOOP_KAFKA_BOOTSTRAP")
+        yield Servers(bootstrap, database_url, embedded_kafka)
 
 
 def server_env(servers: Servers, **extra: str) -> dict[str, str]:
-    """Environment for a returnloop process pointed at the test servers."""
+    """Environment for a returnloop process pointed at the test servers (one tracker
+    process on the embedded broker, as ``returnloop up`` runs it there)."""
+    processes = (
+        {"RETURNLOOP_TRACKER_PROCESSES": "1"}
+        if servers.embedded_kafka and "RETURNLOOP_TRACKER_PROCESSES" not in os.environ
+        else {}
+    )
     return {
         **os.environ,
+        **processes,
         "RETURNLOOP_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
         "RETURNLOOP_DATABASE_URL": servers.database_url,
         "RETURNLOOP_WORKER_REF_KEY": os.environ.get(

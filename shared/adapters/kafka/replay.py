@@ -35,9 +35,10 @@ async def replay_since(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayReport:
     """Hand every record of ``topic_names`` written at or after ``since`` (by its Kafka
-    timestamp) up to each partition's end as this starts, to ``handler``, a batch at a
-    time; ``on_progress(done, total)`` after each batch. A failing handler stops the
-    replay (nothing is committed anywhere: it can simply be run again)."""
+    timestamp), up to the end of each partition (at least its end as this starts), to
+    ``handler``, a batch at a time; ``on_progress(done, total)`` after each batch. A
+    failing handler stops the replay (nothing is committed anywhere: it can simply be
+    run again)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -66,40 +67,40 @@ async def replay_since(
         wanted: dict[TopicPartition, int] = {}
         for tp in partitions:
             found = starts.get(tp)
-            start = found.offset if found is not None else ends[tp]  # nothing that recent
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                wanted[tp] = ends[tp]
-                total += ends[tp] - start
+            if found is None:  # nothing that recent
+                continue
+            consumer.seek(tp, found.offset)
+            wanted[tp] = ends[tp]
+            total += max(0, ends[tp] - found.offset)
         consumer.pause(*(tp for tp in partitions if tp not in wanted))
         done = 0
         while wanted:
             fetched = await consumer.getmany(*wanted, timeout_ms=1000, max_records=max_records)
             records: list[InputRecord] = []
             for tp, messages in fetched.items():
-                end = wanted.get(tp)
-                if end is None:
-                    continue
-                records.extend(
-                    InputRecord(
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=message.offset,
-                        key=message.key,
-                        value=message.value,
-                        timestamp_ms=message.timestamp or 0,
-                        headers=tuple(message.headers or ()),
+                if tp in wanted:
+                    records.extend(
+                        InputRecord(
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            offset=message.offset,
+                            key=message.key,
+                            value=message.value,
+                            timestamp_ms=message.timestamp or 0,
+                            headers=tuple(message.headers or ()),
+                        )
+                        for message in messages
                     )
-                    for message in messages
-                    if message.offset < end
-                )
             if records:
                 await handler(records)
                 done += len(records)
                 if on_progress is not None:
-                    on_progress(done, total)
+                    on_progress(done, max(done, total))
+            # A partition is done once it is past its end as this started and a fetch
+            # found nothing more: a broker's end offset may lag what a fetch returns
+            # (Tansu's does), and whatever was written meanwhile is applied too.
             for tp in list(wanted):
-                if await consumer.position(tp) >= wanted[tp]:
+                if tp not in fetched and await consumer.position(tp) >= wanted[tp]:
                     consumer.pause(tp)
                     del wanted[tp]
         return ReplayReport(records=done, partitions=len(partitions))
