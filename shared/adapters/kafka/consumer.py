@@ -45,6 +45,23 @@ def partition_lag(
     }
 
 
+def input_records(fetched: Fetched) -> list[InputRecord]:
+    """What ``getmany`` returned, as the handlers' records, partition by partition."""
+    return [
+        InputRecord(
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            timestamp_ms=message.timestamp or 0,
+            headers=tuple(message.headers or ()),
+        )
+        for tp, messages in fetched.items()
+        for message in messages
+    ]
+
+
 class BatchConsumer:
     """Consume ``topics`` in one consumer group, one handler call per batch."""
 
@@ -123,19 +140,7 @@ class BatchConsumer:
                     await self._finish_oldest(consumer, in_flight)
                 if not fetched:
                     continue
-                records = [
-                    InputRecord(
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=message.offset,
-                        key=message.key,
-                        value=message.value,
-                        timestamp_ms=message.timestamp or 0,
-                        headers=tuple(message.headers or ()),
-                    )
-                    for tp, messages in fetched.items()
-                    for message in messages
-                ]
+                records = input_records(fetched)
                 in_flight.append((asyncio.create_task(self._handle(records)), fetched))
             while in_flight:  # stopping: what is under way finishes (or gives up) first
                 await self._finish_oldest(consumer, in_flight)

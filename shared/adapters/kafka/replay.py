@@ -16,7 +16,8 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.service_layer.ports import BatchHandler, InputRecord
+from shared.adapters.kafka.consumer import input_records
+from shared.service_layer.ports import BatchHandler
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,8 @@ async def replay_since(
         done = 0
         while wanted:
             fetched = await consumer.getmany(*wanted, timeout_ms=1000, max_records=max_records)
-            records: list[InputRecord] = []
-            for tp, messages in fetched.items():
-                if tp in wanted:
-                    records.extend(
-                        InputRecord(
-                            topic=tp.topic,
-                            partition=tp.partition,
-                            offset=message.offset,
-                            key=message.key,
-                            value=message.value,
-                            timestamp_ms=message.timestamp or 0,
-                            headers=tuple(message.headers or ()),
-                        )
-                        for message in messages
-                    )
+            # Only the partitions asked for come back (the others are paused too).
+            records = input_records(fetched)
             if records:
                 await handler(records)
                 done += len(records)
