@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 
 from services.api.auth import BOOTSTRAP_ACTOR, Principal, Role, TokenAuthority
 from services.api.errors import ApiError
+from services.api.gauges import DatabaseGauges
 from services.api.limits import RateLimiter, client_address
 from shared.adapters.metrics import Metrics
 from shared.adapters.postgres.bureau import BureauReads
@@ -37,6 +38,8 @@ class ApiContext:
     pseudonymiser: Pseudonymiser
     authority: TokenAuthority
     metrics: Metrics
+    # The gauges read from PostgreSQL, refreshed when /metrics is scraped.
+    gauges: DatabaseGauges
     rules: Rules
     links: LinkStore
     supervision: SupervisorReads

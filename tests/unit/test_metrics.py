@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import tracemalloc
 
+import pytest
 from aiokafka import TopicPartition
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from shared.adapters.kafka.consumer import partition_lag
-from shared.adapters.metrics import Metrics, PythonHeap, replace_gauge_values
+from shared.adapters.metrics import Metrics, PythonHeap
 
 ACCEPTED_0 = TopicPartition("scans.accepted", 0)
 ACCEPTED_1 = TopicPartition("scans.accepted", 1)
@@ -40,8 +41,8 @@ def test_a_position_past_a_stale_end_is_no_lag_rather_than_negative() -> None:
 def test_replacing_gauge_values_sets_the_new_and_drops_the_gone() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    replace_gauge_values(metrics.open_alerts, {("overdue_arrival",): 3, ("fever_at_departure",): 1})
-    replace_gauge_values(metrics.open_alerts, {("overdue_arrival",): 2, ("wrong_enterprise",): 1})
+    metrics.open_alerts.replace({("overdue_arrival",): 3, ("fever_at_departure",): 1})
+    metrics.open_alerts.replace({("overdue_arrival",): 2, ("wrong_enterprise",): 1})
     assert samples(registry, "returnloop_open_alerts") == {
         ("overdue_arrival",): 2,
         ("wrong_enterprise",): 1,
@@ -51,9 +52,27 @@ def test_replacing_gauge_values_sets_the_new_and_drops_the_gone() -> None:
 def test_replacing_with_nothing_empties_the_gauge() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    replace_gauge_values(metrics.enterprise_workers, {("yinzhou-textile", "expected"): 40})
-    replace_gauge_values(metrics.enterprise_workers, {})
+    metrics.enterprise_workers.replace({("yinzhou-textile", "expected"): 40})
+    metrics.enterprise_workers.replace({})
     assert samples(registry, "returnloop_enterprise_workers") == {}
+
+
+def test_a_snapshot_gauge_is_exposed_as_a_gauge_with_its_labels() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.workers.replace({("arrival", "on_track"): 12})
+    text = generate_latest(registry).decode()
+    assert "# TYPE returnloop_workers gauge" in text
+    assert 'returnloop_workers{stage="arrival",status="on_track"} 12.0' in text
+
+
+def test_a_snapshot_with_the_wrong_labels_is_refused_and_the_last_one_kept() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.district_workers.replace({("鹿城区", "expected"): 5})
+    with pytest.raises(ValueError, match="takes labels"):
+        metrics.district_workers.replace({("鹿城区",): 6})
+    assert samples(registry, "returnloop_district_workers") == {("鹿城区", "expected"): 5}
 
 
 def test_the_python_heap_gauge_rises_with_live_objects_and_falls_when_they_are_freed() -> None:

@@ -55,5 +55,6 @@ async def readyz(context: ContextDep, response: Response) -> Any:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(context: ContextDep) -> Response:
-    """Prometheus metrics."""
+    """Prometheus metrics (the gauges read from PostgreSQL at most 5 s old)."""
+    await context.gauges.refresh_if_stale()
     return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
