@@ -24,6 +24,10 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
+    # How long the API keeps an idle client connection open. Longer than the idle
+    # timeout of a load balancer in front (commonly 60 s), so the balancer, not the API,
+    # closes idle connections; and gates polling every few seconds keep theirs.
+    api_keep_alive_seconds: int = Field(default=75, gt=0)
     admin_token: SecretStr | None = None
 
     kafka_bootstrap: str | None = None

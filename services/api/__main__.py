@@ -27,6 +27,7 @@ def main() -> int:
         port=settings.api_port,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=settings.api_keep_alive_seconds,
         loop="uvloop",
         http="httptools",
     )

@@ -1090,6 +1090,10 @@ async def measure_faust(
     return count / elapsed, count
 
 
+# The API client's connection pool, all opened before a timed run.
+CLIENT_CONNECTIONS = 200
+
+
 async def fixed_rate(
     rate: float, duration_s: float, request: Callable[[int], Awaitable[int]]
 ) -> tuple[list[float], int, float]:
@@ -1145,7 +1149,7 @@ async def measure_api(
         base_url=url,
         headers=headers,
         timeout=aiohttp.ClientTimeout(total=60),
-        connector=aiohttp.TCPConnector(limit=200),
+        connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS),
     ) as client:
 
         async def post(path: str, body: Any) -> int:
@@ -1164,8 +1168,18 @@ async def measure_api(
                     await asyncio.sleep(0.5)
             raise AssertionError("unreachable")
 
-        for index in range(20):  # warm up connections and caches
+        # Warm up caches, and open the connections a timed run will use: a connection
+        # opened mid-run (when a hiccup puts more requests in flight) costs the API
+        # several requests' CPU and turned one stall into seconds of queueing. Real
+        # callers (gates, dashboards) keep theirs open.
+        for index in range(20):
             await post("/v1/workers/lookup", {"id_number": lookup_ids[index]})
+        await asyncio.gather(
+            *(
+                post("/v1/workers/lookup", {"id_number": lookup_ids[index % len(lookup_ids)]})
+                for index in range(CLIENT_CONNECTIONS)
+            )
+        )
         print(f"lookup at {lookup_rate:,.0f} req/s for {duration_s:.0f} s", flush=True)
         latencies, failures, issued = await fixed_rate(
             lookup_rate,
@@ -1432,6 +1446,11 @@ async def run(
     latency_workers = max(10, int(latency_rate * latency_seconds / 4.4))
     latency_wave = wave_of(latency_workers, seed=seed + 1, now=now)
     api_wave = wave_of(max(1000, min(workers, 20_000)), seed=seed + 2, now=now)
+    # The waves live as long as the run: keep Python's cyclic collector from walking
+    # their millions of objects again and again. Each of its pauses stalled this process
+    # (the load generator) and was counted as the API's or the tracker's latency.
+    gc.collect()
+    gc.freeze()
     results.set("workers", workers)
     results.set("scans_delivered", len(wave.scans))
     results.set("scans_unique", unique)
