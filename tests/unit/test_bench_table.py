@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench.bench import TABLE, Results, render, table
+from tests.bench.bench import POLL_IDS_PER_SECOND, TABLE, Results, poll_interval, render, table
 
 
 def row_of(rows: list[dict[str, Any]], key: str, baseline: str | None = None) -> dict[str, Any]:
@@ -206,3 +206,11 @@ def test_every_target_of_issue_14_is_in_the_table() -> None:
         ("export_not_back_csv_s", None, ("<", 2), False),
         ("export_not_back_xlsx_s", None, ("<", 2), False),
     }
+
+
+def test_the_visibility_poll_keeps_to_its_budget_of_ids_a_second() -> None:
+    assert poll_interval(0) == poll_interval(50) == 0.01
+    for pending in (200, 1_000, 5_000, 40_000):
+        # ids probed a second: the whole pending set once an interval
+        assert pending / poll_interval(pending) <= POLL_IDS_PER_SECOND
+    assert poll_interval(5_000) == pytest.approx(0.25)
