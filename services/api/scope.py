@@ -30,11 +30,20 @@ async def may_read_enterprise(
     return await context.bureau.enterprise_visible(enterprise_id, district=principal.district)
 
 
+def reads_every_worker(principal: Principal) -> bool:
+    """Whether any worker is this token's to read (all roles but a gate and a
+    district-scoped supervisor)."""
+    return principal.role is not Role.GATE and not (
+        principal.role is Role.SUPERVISOR and principal.district is not None
+    )
+
+
 async def may_read_worker(context: ApiContext, principal: Principal, view: dict[str, Any]) -> bool:
     """Whether the worker whose loop view this is is this token's to read: a gate's own
     enterprise's, a district-scoped supervisor's district's; anyone's for other roles."""
+    if reads_every_worker(principal):
+        return True
     if principal.role is Role.GATE:
         return principal.may_read_enterprise(view["enterprise_id"])
-    if principal.role is Role.SUPERVISOR and principal.district is not None:
-        return await context.supervision.worker_in_district(view["worker_ref"], principal.district)
-    return True
+    assert principal.district is not None
+    return await context.supervision.worker_in_district(view["worker_ref"], principal.district)

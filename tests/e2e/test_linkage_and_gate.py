@@ -121,6 +121,30 @@ async def test_every_resolve_is_in_the_audit_log(admin: httpx.AsyncClient) -> No
     assert all(e["at"] for e in response.json()["entries"])
 
 
+async def test_reading_a_worker_is_audited_once_and_reading_no_worker_not_at_all(
+    admin: httpx.AsyncClient,
+) -> None:
+    # The admin's reads are audited in the statement that reads the worker.
+    id_number = random_id_number()
+    worker_ref = (await link(admin, id_number, health_code_id(), card_number())).json()[
+        "worker_ref"
+    ]
+    nobody = "w_" + "".join(random.choices("0123456789abcdef", k=24))
+
+    assert (await admin.get(f"/v1/workers/{worker_ref}")).status_code == 200
+    assert (await admin.get(f"/v1/workers/{nobody}")).status_code == 404
+    assert (await admin.post("/v1/workers/lookup", json={"id_number": id_number})).is_success
+
+    read = (await admin.get("/v1/audit", params={"worker_ref": worker_ref})).json()["entries"]
+    assert [e["action"] for e in read if e["action"] != "link"] == [
+        "read_worker",
+        "lookup_worker",
+    ]
+    assert all(e["actor"] == "admin:bootstrap-token" for e in read)
+    none = await admin.get("/v1/audit", params={"worker_ref": nobody})
+    assert none.json()["entries"] == []
+
+
 async def test_only_an_admin_reads_the_audit_log(
     admin: httpx.AsyncClient, system: RunningSystem
 ) -> None:

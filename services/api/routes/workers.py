@@ -12,7 +12,8 @@ from services.api.auth import Principal, Role
 from services.api.deps import ContextDep, PrincipalDep, audit, require
 from services.api.errors import ApiError
 from services.api.models import LoopView
-from services.api.scope import may_read_worker
+from services.api.scope import may_read_worker, reads_every_worker
+from shared.adapters.postgres.read_model import AuditedRead
 from shared.contract import printable
 from shared.id_encryption import IdNumberUnreadable
 from shared.identity import InvalidIdNumber, normalise_id_number
@@ -37,6 +38,13 @@ async def _view_for(
         Role.HEALTH_STATION,
     ):
         raise ApiError(403, "forbidden", "this role may not read workers")
+    if reads_every_worker(principal):
+        # Read and audited in one statement: the entry is written only if the worker is.
+        read = AuditedRead(principal.actor, principal.role, action)
+        view = await context.read_model.loop_view(worker_ref, audit=read)
+        if view is None:
+            raise ApiError(404, "not_found", "no such worker")
+        return view
     view = await context.read_model.loop_view(worker_ref)
     # A gate sees only its own enterprise's workers, a district's supervisor its district's;
     # others' are "not found" to them.

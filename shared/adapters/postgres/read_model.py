@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,34 @@ _KINDS = {kind.value: kind for kind in Kind}
 # The columns of the alert and disposition rows a loop view reads (anonymous records).
 _ALERT_FIELDS = ("kind", "raised_at", "open", "closed_at")
 _DISPOSITION_FIELDS = ("disposition_id", "kind", "at", "recorded_by", "note")
+
+# One worker with their state, alerts and dispositions (``$1``: the worker_ref).
+_WORKER = """
+    SELECT w.worker_ref, w.id_masked, w.name, w.enterprise_id, w.trip_id, w.travel,
+           w.updated_at AS worker_updated_at, s.stage, s.status, s.health_code,
+           s.health_code_at, s.checkpoints, s.boarded_trip_id, s.departed,
+           s.arrived, s.checked_in_enterprise_id,
+           s.updated_at AS state_updated_at,
+           (w.enterprise_id IS NOT NULL OR w.trip_id IS NOT NULL) AS on_manifest,
+           ARRAY(SELECT ROW(a.kind, a.raised_at, a.open, a.closed_at) FROM alerts a
+                 WHERE a.worker_ref = w.worker_ref
+                 ORDER BY a.raised_at, a.kind) AS alerts,
+           ARRAY(SELECT ROW(d.disposition_id, d.kind, d.at, d.recorded_by, d.note)
+                 FROM dispositions d WHERE d.worker_ref = w.worker_ref
+                 ORDER BY d.at, d.disposition_id) AS dispositions
+    FROM workers w LEFT JOIN loop_state s USING (worker_ref)
+    WHERE w.worker_ref = $1
+"""
+
+
+@dataclass(frozen=True)
+class AuditedRead:
+    """Who reads a worker, for the access audit (``LinkStore.audit``'s columns)."""
+
+    actor: str
+    role: str
+    action: str
+    detail: str = ""
 
 
 def loop_view(
@@ -65,30 +94,30 @@ class LoopReadModel:
         self.pool = pool
 
     async def _worker(
-        self, worker_ref: str
+        self, worker_ref: str, audit: AuditedRead | None = None
     ) -> tuple[asyncpg.Record, list[dict[str, Any]], list[dict[str, Any]]] | None:
         # One statement, so one snapshot for the worker, its alerts and its dispositions
         # (a tracker commit between separate reads showed a status from before it beside
         # alerts or dispositions from after it), and one round trip instead of five.
-        worker = await self.pool.fetchrow(
-            """
-            SELECT w.worker_ref, w.id_masked, w.name, w.enterprise_id, w.trip_id, w.travel,
-                   w.updated_at AS worker_updated_at, s.stage, s.status, s.health_code,
-                   s.health_code_at, s.checkpoints, s.boarded_trip_id, s.departed,
-                   s.arrived, s.checked_in_enterprise_id,
-                   s.updated_at AS state_updated_at,
-                   (w.enterprise_id IS NOT NULL OR w.trip_id IS NOT NULL) AS on_manifest,
-                   ARRAY(SELECT ROW(a.kind, a.raised_at, a.open, a.closed_at) FROM alerts a
-                         WHERE a.worker_ref = w.worker_ref
-                         ORDER BY a.raised_at, a.kind) AS alerts,
-                   ARRAY(SELECT ROW(d.disposition_id, d.kind, d.at, d.recorded_by, d.note)
-                         FROM dispositions d WHERE d.worker_ref = w.worker_ref
-                         ORDER BY d.at, d.disposition_id) AS dispositions
-            FROM workers w LEFT JOIN loop_state s USING (worker_ref)
-            WHERE w.worker_ref = $1
-            """,
-            worker_ref,
-        )
+        if audit is None:
+            worker = await self.pool.fetchrow(_WORKER, worker_ref)
+        else:
+            # The access audit's entry in the same statement, written only if the worker
+            # exists: a round trip and a transaction fewer a read (~15 % of a lookup's CPU).
+            worker = await self.pool.fetchrow(
+                f"""
+                WITH found AS ({_WORKER}),
+                     audited AS (
+                         INSERT INTO access_audit (actor, role, action, worker_ref, detail)
+                         SELECT $2, $3, $4, worker_ref, $5 FROM found)
+                SELECT * FROM found
+                """,
+                worker_ref,
+                audit.actor,
+                audit.role,
+                audit.action,
+                audit.detail,
+            )
         if worker is None:
             return None
         alerts = [dict(zip(_ALERT_FIELDS, row, strict=True)) for row in worker["alerts"]]
@@ -97,8 +126,12 @@ class LoopReadModel:
         ]
         return worker, alerts, dispositions
 
-    async def loop_view(self, worker_ref: str) -> dict[str, Any] | None:
-        found = await self._worker(worker_ref)
+    async def loop_view(
+        self, worker_ref: str, *, audit: AuditedRead | None = None
+    ) -> dict[str, Any] | None:
+        """The worker's loop view, ``None`` if no such worker; with ``audit``, the read is
+        entered in the access audit (in the same statement) when the worker exists."""
+        found = await self._worker(worker_ref, audit)
         return loop_view(*found) if found is not None else None
 
     async def decision_facts(self, worker_ref: str) -> tuple[dict[str, Any], WorkerFacts] | None:
