@@ -137,17 +137,20 @@ class ScanIn(BaseModel):
     @model_validator(mode="after")
     def _fields_for_kind(self) -> ScanIn:
         _needs_a_worker(self.id_number, self.code)
-        # Without a scanned colour a check goes by the platform's (contract v1.1).
-        required = {
-            Kind.DEPARTURE_CHECK: ("temperature_c",),
-            Kind.ARRIVAL_CHECK: ("temperature_c",),
-            Kind.BOARDING: ("trip_id",),
-            Kind.CHECKIN: ("enterprise_id",),
-        }[self.kind]
-        missing = [name for name in required if getattr(self, name) is None]
+        missing = [name for name in _REQUIRED_BY_KIND[self.kind] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"{self.kind} needs {', '.join(missing)}")
         return self
+
+
+# The fields each kind of scan needs. Without a scanned colour a check goes by the
+# platform's (contract v1.1).
+_REQUIRED_BY_KIND: dict[Kind, tuple[str, ...]] = {
+    Kind.DEPARTURE_CHECK: ("temperature_c",),
+    Kind.ARRIVAL_CHECK: ("temperature_c",),
+    Kind.BOARDING: ("trip_id",),
+    Kind.CHECKIN: ("enterprise_id",),
+}
 
 
 class HealthCodeUpdateIn(BaseModel):

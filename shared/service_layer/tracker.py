@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -90,8 +91,8 @@ class Tracker:
         resolved = await self.codes.resolve_codes(codes) if codes and self.codes else {}
         result = validate_records(records, self.pseudonymiser, now=_utcnow(), resolved=resolved)
         source_of = {(record.topic, record.partition, record.offset): record for record in records}
-        for item in result.scans:
-            self.metrics.scans_total.labels(item.scan.kind.value, "accepted").inc()
+        for kind, count in Counter(item.scan.kind.value for item in result.scans).items():
+            self.metrics.scans_total.labels(kind, "accepted").inc(count)
         await asyncio.gather(
             self._apply_and_publish(result.scans, source_of),
             self.publisher.publish(
@@ -197,6 +198,9 @@ class Tracker:
         applied, new_ids, poison = await self._apply_isolating(scans)
         committed = time.time()
         refused = {id(item) for item in poison}
+        # Counted here and added once a label: a labels() lookup a scan cost more than
+        # the count.
+        outcomes: Counter[tuple[str, str]] = Counter()
         for item in scans:
             if id(item) in refused:
                 outcome = "rejected"
@@ -207,7 +211,9 @@ class Tracker:
                 )
             else:
                 outcome = "duplicate"
-            self.metrics.scans_total.labels(item.scan.kind.value, outcome).inc()
+            outcomes[item.scan.kind.value, outcome] += 1
+        for (kind, outcome), count in outcomes.items():
+            self.metrics.scans_total.labels(kind, outcome).inc(count)
         if poison:
             await self._dead_letter_poison([source_of[item.scan.scan_id] for item in poison])
         self._announce(applied)
