@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
-from uuid import UUID
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -440,7 +439,8 @@ class LoopUnitOfWork:
             return
         await self.connection.copy_records_to_table(
             "outbox",
-            records=[(UUID(m.message_id), m.topic, m.key, m.value) for m in messages],
+            # asyncpg encodes a uuid from its text: no UUID object a message.
+            records=[(m.message_id, m.topic, m.key, m.value) for m in messages],
             columns=["message_id", "topic", "key", "value"],
         )
 
