@@ -39,7 +39,7 @@ async def _view_for(
     ):
         raise ApiError(403, "forbidden", "this role may not read workers")
     if reads_every_worker(principal):
-        # Read and audited in one statement: the entry is written only if the worker is.
+        # Read and audited in one statement: the entry is written only if the worker exists.
         read = AuditedRead(principal.actor, principal.role, action)
         view = await context.read_model.loop_view(worker_ref, audit=read)
         if view is None:
