@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+# A metric's label values, in its label names' order.
+LabelValues = TypeVar("LabelValues", bound=tuple[str, ...])
 
 SCAN_TO_STATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -91,6 +95,14 @@ class Metrics:
             ["district", "state"],
             registry=registry,
         )
+
+    @staticmethod
+    def add_counts(counter: Counter, counts: Mapping[LabelValues, int]) -> None:
+        """Add ``counts`` (label values -> how many) to ``counter``, one ``labels()``
+        lookup a label set: a batch's items counted first, as a lookup an item cost
+        more than the count."""
+        for labels, count in counts.items():
+            counter.labels(*labels).inc(count)
 
 
 class SnapshotGauge(Collector):

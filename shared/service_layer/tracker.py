@@ -91,8 +91,10 @@ class Tracker:
         resolved = await self.codes.resolve_codes(codes) if codes and self.codes else {}
         result = validate_records(records, self.pseudonymiser, now=_utcnow(), resolved=resolved)
         source_of = {(record.topic, record.partition, record.offset): record for record in records}
-        for kind, count in Counter(item.scan.kind.value for item in result.scans).items():
-            self.metrics.scans_total.labels(kind, "accepted").inc(count)
+        self.metrics.add_counts(
+            self.metrics.scans_total,
+            Counter((item.scan.kind.value, "accepted") for item in result.scans),
+        )
         await asyncio.gather(
             self._apply_and_publish(result.scans, source_of),
             self.publisher.publish(
@@ -198,8 +200,6 @@ class Tracker:
         applied, new_ids, poison = await self._apply_isolating(scans)
         committed = time.time()
         refused = {id(item) for item in poison}
-        # Counted here and added once a label: a labels() lookup a scan cost more than
-        # the count.
         outcomes: Counter[tuple[str, str]] = Counter()
         for item in scans:
             if id(item) in refused:
@@ -212,8 +212,7 @@ class Tracker:
             else:
                 outcome = "duplicate"
             outcomes[item.scan.kind.value, outcome] += 1
-        for (kind, outcome), count in outcomes.items():
-            self.metrics.scans_total.labels(kind, outcome).inc(count)
+        self.metrics.add_counts(self.metrics.scans_total, outcomes)
         if poison:
             await self._dead_letter_poison([source_of[item.scan.scan_id] for item in poison])
         self._announce(applied)

@@ -75,10 +75,10 @@ async def post_scans(request: Request, context: ContextDep, principal: Principal
         raise ApiError(413, "batch_too_large", f"a batch holds at most {MAX_BATCH} scans")
     now = datetime.now(UTC)
     received_at = [("received_at", now.isoformat().encode())]
-    # Counted here and added to the metrics once a label (a labels() lookup a scan was
-    # a tenth of the API's CPU for a batch).
-    received: Counter[str] = Counter()
-    refused: Counter[tuple[str, str]] = Counter()
+    # Counted here, added to the metrics once a label (a labels() lookup a scan was a
+    # tenth of the API's CPU for a batch).
+    outcomes: Counter[tuple[str, str]] = Counter()
+    reasons: Counter[tuple[str]] = Counter()
     results: list[dict[str, Any]] = []
     by_topic: dict[str, list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]]] = {}
     rejected: list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
@@ -111,18 +111,15 @@ async def post_scans(request: Request, context: ContextDep, principal: Principal
             rejected.append((None, original, letter.headers()))
             kind = item.get("kind") if isinstance(item, dict) else None
             label = kind if isinstance(kind, str) and kind in topics.INPUT_TOPICS else "unknown"
-            refused[label, problem.reason] += 1
+            outcomes[label, "rejected"] += 1
+            reasons[(problem.reason,)] += 1
             continue
         key = identity.worker_ref.encode()
         by_topic.setdefault(topics.INPUT_TOPICS[scan.kind], []).append((key, original, received_at))
         results.append({"scan_id": scan.scan_id, "status": "accepted"})
-        received[scan.kind] += 1
-    metrics = context.metrics
-    for kind, count in received.items():
-        metrics.scans_total.labels(kind, "received").inc(count)
-    for (label, reason), count in refused.items():
-        metrics.scans_total.labels(label, "rejected").inc(count)
-        metrics.rejected_total.labels(reason).inc(count)
+        outcomes[scan.kind, "received"] += 1
+    context.metrics.add_counts(context.metrics.scans_total, outcomes)
+    context.metrics.add_counts(context.metrics.rejected_total, reasons)
     try:
         for topic, messages in by_topic.items():
             await context.publisher.publish(topic, messages)
