@@ -69,21 +69,24 @@ async def _bounded(
         await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
 
 
-async def _link(client: httpx.AsyncClient, wave: Wave) -> int:
+async def _link(client: httpx.AsyncClient, wave: Wave) -> Counter[str]:
     """Make the wave's links; a worker whose link is refused (a code already bound to
-    someone else) is named by ID number instead. The number refused."""
+    someone else, or a person an earlier wave drew already linked) is named by ID number
+    instead. How many were refused, by the server's reason."""
     refused: set[str] = set()
+    reasons: Counter[str] = Counter()
 
     async def one(link: dict[str, str]) -> None:
         response = await _send(client, "POST", "/v1/links", json=link)
         if response.status_code == 409:
             refused.add(link["id_number"])
+            reasons[response.json()["error"]["message"]] += 1
             return
         response.raise_for_status()
 
     await _bounded(wave.links, one, desc="links made", total=len(wave.links))
     wave.by_id_number_only(refused)
-    return len(refused)
+    return reasons
 
 
 async def _post_batches(
@@ -290,8 +293,13 @@ async def feed_and_summarise(
         api_rates, paid = await _subsidies(
             client, [e["enterprise_id"] for e in wave.manifest["enterprises"]]
         )
-    if refused:
-        print(f"{refused} links refused (a code bound to someone else): named by ID number")
+    for reason, count in sorted(refused.items()):
+        print(f"{count} link(s) refused ({reason}): named by ID number")
+    if any("already holds" in reason for reason in refused):
+        print(
+            "  a worker who already holds codes was drawn by an earlier wave in this "
+            "database: their loop holds both waves' events and may end otherwise"
+        )
     print(
         f"linked after {linked_after:.1f} s, sent every colour, scan and disposition after "
         f"{sent_after:.1f} s; every one applied after "

@@ -6,7 +6,6 @@ Slow: run with `make test-city` (CI runs it against Apache Kafka and PostgreSQL)
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -64,8 +63,8 @@ async def get_all(client: httpx.AsyncClient, paths: list[str]) -> list[dict[str,
 async def test_the_city_waves_daily_and_district_totals_equal_postgresqls_counts(
     system: RunningSystem, servers: Servers, settings: Settings, admin: httpx.AsyncClient
 ) -> None:
-    seed = random.randrange(1_000_000)
     now = datetime.now(UTC)
+    seed = await system.unused_seed("city", now=now)
     ok = await system.feed_demo("city", settings=settings, now=now, seed=seed, settle_timeout_s=900)
     assert ok, "the loops did not end as the pure domain predicts"
     wave = build_wave("city", now=now, seed=seed)

@@ -9,7 +9,6 @@ Slow: run with `make test-city` (CI runs it against Apache Kafka and PostgreSQL)
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -71,8 +70,8 @@ async def get_all(client: httpx.AsyncClient, paths: list[str]) -> list[httpx.Res
 async def test_the_city_wave_closes_and_rosters_trips_and_alerts_agree_with_the_database(
     system: RunningSystem, servers: Servers, settings: Settings, admin: httpx.AsyncClient
 ) -> None:
-    seed = random.randrange(1_000_000)
     now = datetime.now(UTC)
+    seed = await system.unused_seed("city", now=now)
     ok = await system.feed_demo("city", settings=settings, now=now, seed=seed, settle_timeout_s=900)
     assert ok, "the loops did not end as the pure domain predicts"
 

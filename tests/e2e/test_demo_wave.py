@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +23,10 @@ async def test_the_demo_wave_ends_as_the_domain_predicts_and_no_id_number_is_sto
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    seed = random.randrange(1_000_000)
+    now = datetime.now(UTC)
+    seed = await system.unused_seed("small", now=now)
     ok = await system.feed_demo(
-        "small", settings=settings, now=datetime.now(UTC), seed=seed, settle_timeout_s=120
+        "small", settings=settings, now=now, seed=seed, settle_timeout_s=120
     )
     printed = capsys.readouterr().out
     assert ok, printed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -106,6 +107,33 @@ class RunningSystem:
     env: dict[str, str]
     tracker: ServiceProcess
     api: ServiceProcess
+
+    async def unused_seed(self, size: str, *, now: datetime) -> int:
+        """A seed whose wave draws nobody this database already holds.
+
+        Waves with other seeds practically never draw the same person, but suites that
+        share one database feed many of them: an ID number drawn twice would merge two
+        journeys into one loop, which the wave's own prediction cannot foresee.
+        """
+        from services.cli.demo import build_wave
+        from shared.adapters.postgres.pool import create_pool
+        from shared.identity import Pseudonymiser
+
+        pseudonymiser = Pseudonymiser(self.env["RETURNLOOP_WORKER_REF_KEY"].encode())
+        pool = await create_pool(self.env["RETURNLOOP_DATABASE_URL"], max_size=1)
+        try:
+            while True:
+                seed = random.randrange(1_000_000)
+                wave = build_wave(size, now=now, seed=seed)
+                refs = [pseudonymiser.worker_ref(number) for number in wave.id_numbers]
+                held = await pool.fetchval(
+                    "SELECT count(*) FROM workers WHERE worker_ref = ANY($1::text[])", refs
+                )
+                if held == 0:
+                    return seed
+                print(f"seed {seed} draws {held} worker(s) the database holds; drawing again")
+        finally:
+            await pool.close()
 
     async def feed_demo(
         self, size: str, *, settings: Settings, now: datetime, seed: int, settle_timeout_s: float
