@@ -66,7 +66,6 @@ class Settings(BaseSettings):
     input_retention_hours: float = Field(default=72.0, gt=0)
     consumer_group: str = "returnloop-tracker"
     batch_max_records: int = Field(default=2000, ge=1)
-    batch_linger_ms: int = Field(default=50, ge=0)
     # Input batches a tracker process handles at once: with 2, the next is validated
     # while the previous one's transaction runs (offsets are committed in order either
     # way). 1 by default: on 2 cores shared with the servers, 2 measured no better.
