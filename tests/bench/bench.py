@@ -379,6 +379,23 @@ def manifest_rows(
     return wave.manifest["enterprises"], trips, workers
 
 
+async def refuse_fed_waves(
+    pool: asyncpg.Pool, waves: Sequence[Wave], pseudonymiser: Pseudonymiser, seed: int
+) -> None:
+    """Stop before measuring if these servers already hold a wave of this seed: its scans
+    would be applied already, and every figure would measure nothing."""
+    for wave in waves:
+        refs = [pseudonymiser.worker_ref(w["id_number"]) for w in wave.manifest["workers"][:100]]
+        held = await pool.fetchval(
+            "SELECT count(*) FROM applied_scans WHERE worker_ref = ANY($1::text[])", refs
+        )
+        if held:
+            raise SystemExit(
+                f"these servers already hold scans of the waves of --seed {seed} (a run "
+                "with that seed was measured on them): leave --seed out, or use fresh servers"
+            )
+
+
 async def prepare(pool: asyncpg.Pool, wave: Wave, pseudonymiser: Pseudonymiser) -> None:
     """Upsert the wave's manifest and bind its workers' codes, as ``POST /v1/manifests`` and
     ``POST /v1/links`` would (the same keys and rows, in two statements rather than one
@@ -1504,6 +1521,7 @@ async def run(
             results.set("seeded_workers", seeded)
             results.set("seed_seconds", seconds)
             print(f"seeded {seeded:,} workers in {seconds:.0f} s", flush=True)
+        await refuse_fed_waves(pool, (wave, latency_wave, api_wave), pseudonymiser, seed)
         for each in (wave, latency_wave, api_wave):
             await prepare(pool, each, pseudonymiser)
         results.set(
