@@ -218,6 +218,23 @@ class LoopStoreContract:
             history = (await uow.load_histories([ref]))[ref]
         assert history.scans == (first.scan, second.scan)
 
+    async def test_histories_of_a_batch_hold_each_workers_own_scans_once(
+        self, store: LoopStore
+    ) -> None:
+        # Enough workers to land in every partition of the log; one asked twice, one unknown.
+        refs = [new_ref() for _ in range(40)]
+        scans = {ref: [scan(ref, hours=0), scan(ref, Kind.BOARDING, hours=1)] for ref in refs}
+        async with store.transaction() as uow:
+            await uow.lock_workers(dict.fromkeys(refs, MASKED))
+            await uow.record_scans([item for each in scans.values() for item in each])
+        unknown = new_ref()
+        async with store.transaction() as uow:
+            histories = await uow.load_histories([*refs, refs[0], unknown])
+        assert set(histories) == {*refs, unknown}
+        for ref in refs:
+            assert histories[ref].scans == tuple(item.scan for item in scans[ref])
+        assert histories[unknown] == WorkerHistory()
+
     async def test_the_scan_id_alone_is_the_idempotency_key(self, store: LoopStore) -> None:
         ref, other = new_ref(), new_ref()
         original = scan(ref)
