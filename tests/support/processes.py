@@ -111,9 +111,9 @@ class RunningSystem:
     async def unused_seed(self, size: str, *, now: datetime) -> int:
         """A seed whose wave draws nobody this database already holds.
 
-        Waves with other seeds practically never draw the same person, but suites that
-        share one database feed many of them: an ID number drawn twice would merge two
-        journeys into one loop, which the wave's own prediction cannot foresee.
+        Two city waves of other seeds share an ID number about one pair in seven, and
+        suites that share one database feed several: an ID number drawn twice merges
+        two journeys into one loop, which the wave's own prediction cannot foresee.
         """
         from services.cli.demo import build_wave
         from shared.adapters.postgres.pool import create_pool

@@ -48,7 +48,7 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 1
 
     JIT compiles a statement whose estimated cost passes ``jit_above_cost`` (100,000):
     a batch's join of 2,000 workers to the scan log is estimated far above that and
-    runs in ~30 ms, and compiling it cost 40-800 ms more, at every batch. Nothing
+    runs in 20-41 ms, and compiling it cost 44-51 ms more, at every batch. Nothing
     here runs the long analytical queries JIT pays off on.
     """
     pool = await asyncpg.create_pool(
