@@ -669,8 +669,9 @@ async def measure_tracker(
     Checked once a second, exactly at both ends: the first scan applied is looked for
     among the wave's first ``FIRST_PROBE`` scans (sent first, so applied in the first
     batches); in between, progress is the log's insert count from the statistics
-    (``applied_count``); once that reaches the wave, or stops growing, the scans not
-    applied yet are found one by one and watched until none is left. When none is
+    (``applied_count``); once it is within ``POLL_IDS_PER_SECOND`` of the wave, or
+    stops growing, the scans not applied yet are found one by one and watched until
+    none is left. When none is
     applied for ``stall_s``, the missing ones are looked for on ``scans.rejected``: a
     scan the tracker dead-lettered is accounted for (its reason is printed, loudly);
     a scan neither applied nor dead-lettered fails the measurement, with the
@@ -689,7 +690,10 @@ async def measure_tracker(
                 first_at = now
             if left is None:
                 done = min(expected - 1, await applied_count(pool) - before)
-                if first_at is not None and (done >= expected - 1 or now - progress_at > 3):
+                # Exact from when what is left can be looked at in one go (a small
+                # wave: at once); the statistics can lag an idle backend by seconds.
+                near_end = done >= expected - POLL_IDS_PER_SECOND
+                if first_at is not None and (near_end or now - progress_at > 3):
                     left = await missing_scans(pool, scan_ids)
             if left is not None:  # at most POLL_IDS_PER_SECOND a look: the end is exact
                 left -= await applied_among(pool, list(itertools.islice(left, POLL_IDS_PER_SECOND)))
