@@ -617,11 +617,7 @@ async def missing_scans(pool: asyncpg.Pool, scan_ids: Sequence[str]) -> set[str]
     """Which of ``scan_ids`` are not in the applied-scan log."""
     present: set[str] = set()
     for start in range(0, len(scan_ids), 10_000):
-        rows = await pool.fetch(
-            APPLIED_AMONG,
-            list(scan_ids[start : start + 10_000]),
-        )
-        present.update(row["scan_id"] for row in rows)
+        present |= await applied_among(pool, scan_ids[start : start + 10_000])
     return set(scan_ids) - present
 
 
@@ -671,11 +667,10 @@ async def measure_tracker(
     batches); in between, progress is the log's insert count from the statistics
     (``applied_count``); once it is within ``POLL_IDS_PER_SECOND`` of the wave, or
     stops growing, the scans not applied yet are found one by one and watched until
-    none is left. When none is
-    applied for ``stall_s``, the missing ones are looked for on ``scans.rejected``: a
-    scan the tracker dead-lettered is accounted for (its reason is printed, loudly);
-    a scan neither applied nor dead-lettered fails the measurement, with the
-    trackers' last warnings and errors.
+    none is left. When none is applied for ``stall_s``, the missing ones are looked
+    for on ``scans.rejected``: a scan the tracker dead-lettered is accounted for (its
+    reason is printed, loudly); a scan neither applied nor dead-lettered fails the
+    measurement, with the trackers' last warnings and errors.
     """
     expected = len(scan_ids)
     first_at: float | None = None
