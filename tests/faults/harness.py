@@ -271,6 +271,28 @@ class Scenario:
         self.injected.append(f"{what} at {applied}/{len(self.stream.bodies)} applied")
         return applied
 
+    async def until_logged(self, text: str, times: int, what: str, within: float = 240) -> int:
+        """Supervise the trackers until their logs hold ``text`` ``times`` times (a fault
+        injected inside a tracker, counted where it happened rather than guessed from how
+        far the stream got); check it landed mid-stream and note it."""
+        deadline = time.monotonic() + within
+        while (seen := self.trackers.count_in_logs(text)) < times:
+            self.trackers.supervise()
+            assert time.monotonic() < deadline, (
+                f"{self.name}: {text} logged {seen} of {times} times after {within} s, "
+                f"{await self.applied()} of {len(self.stream.bodies)} scans applied\n"
+                f"{self.trackers.log_tails()}"
+            )
+            await asyncio.sleep(0.1)
+        applied = await self.applied()
+        assert applied is not None and applied < len(self.stream.bodies), (
+            f"{self.name}: the stream ended before {what}"
+        )
+        self.injected.append(
+            f"{what} ({seen} times) by {applied}/{len(self.stream.bodies)} applied"
+        )
+        return applied
+
     async def finish_and_check(self, report: Callable[[str], None]) -> dict[str, Any]:
         if self.cut < len(self.stream.messages):
             rest = await self.send_rest()
