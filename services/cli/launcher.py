@@ -82,12 +82,18 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
-def _terminate_on_sigterm() -> None:
-    """SIGTERM (from a service manager or `timeout`) stops everything like Ctrl-C does."""
+def _stop_on_interrupt_or_sigterm() -> None:
+    """Ctrl-C, and SIGTERM (from a service manager or `timeout`), stop everything.
+
+    SIGINT is set too: a process started in the background by a shell without job
+    control inherits SIGINT ignored, and Python then leaves it ignored, so Ctrl-C (or a
+    supervisor's SIGINT) would never reach the loop below.
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -133,7 +139,7 @@ def demo_subsidy_settings(settings: Settings) -> tuple[Settings, dict[str, str]]
 
 def run_up(settings: Settings, *, demo: str | None, exit_after_demo: bool, seed: int = 2020) -> int:
     """Run the whole system until Ctrl-C (or until the demo is summarised)."""
-    _terminate_on_sigterm()
+    _stop_on_interrupt_or_sigterm()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     key = resolve_worker_ref_key(settings).decode()
     admin_token = _admin_token(settings)

@@ -103,8 +103,25 @@ def test_ctrl_c_stops_everything_it_started(servers: Servers, tmp_path: Path) ->
     try:
         _interrupt_once_ready(process, port, tmp_path)
     finally:
-        if process.poll() is None:  # the test failed before the interrupt: clean up anyway
-            process.send_signal(signal.SIGINT)
+        if process.poll() is None:  # the test failed before or at the interrupt: clean up
+            process.terminate()
+            process.wait(60)
+
+
+def test_ctrl_c_stops_it_when_started_with_sigint_ignored(servers: Servers, tmp_path: Path) -> None:
+    """A shell without job control starts a background command with SIGINT ignored, and
+    Python keeps it ignored: `up` must set its own handler or it never stops on Ctrl-C."""
+    port = free_port()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = _up(servers, tmp_path, port)  # inherits SIGINT ignored, as from `cmd &`
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        _interrupt_once_ready(process, port, tmp_path)
+    finally:
+        if process.poll() is None:
+            process.terminate()
             process.wait(60)
 
 
