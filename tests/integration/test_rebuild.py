@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import asyncpg
@@ -14,7 +14,7 @@ from services.tracker.main import TrackerProcess
 from shared import topics
 from shared.adapters.postgres.unit_of_work import PostgresStore
 from shared.domain.model import Rules
-from shared.identity import Pseudonymiser
+from shared.identity import WORKER_REF_PREFIX, Pseudonymiser
 from shared.service_layer.rebuild import rebuild
 from tests.integration.conftest import send
 from tests.support.oracle import expected_states
@@ -34,13 +34,30 @@ async def _states(pool: asyncpg.Pool, refs: list[str]) -> dict[str, tuple[str, s
     return {row["worker_ref"]: (row["stage"], row["status"], row["scan_count"]) for row in rows}
 
 
+def _neighbours(
+    pseudonymiser: Pseudonymiser, count: int, digits: int = 3
+) -> tuple[list[str], tuple[str, str | None]]:
+    """``count`` ID numbers whose worker_refs share their first ``digits`` hex digits, and
+    the key range of that prefix: a rebuild of the range re-decides them and the few
+    others there (1/4,096 of any database the tests share), not the whole database."""
+    by_prefix: dict[str, list[str]] = defaultdict(list)
+    while True:
+        number = random_id_number()
+        prefix = pseudonymiser.worker_ref(number)[: len(WORKER_REF_PREFIX) + digits]
+        by_prefix[prefix].append(number)
+        if len(by_prefix[prefix]) == count:
+            following = int(prefix.removeprefix(WORKER_REF_PREFIX), 16) + 1
+            upper = f"{WORKER_REF_PREFIX}{following:0{digits}x}" if following < 16**digits else None
+            return by_prefix[prefix], (prefix, upper)
+
+
 async def test_rebuild_restores_corrupted_and_deleted_states(
     tracker: TrackerProcess,
     producer: AIOKafkaProducer,
     pool: asyncpg.Pool,
     pseudonymiser: Pseudonymiser,
 ) -> None:
-    id_numbers = [random_id_number() for _ in range(4)]
+    id_numbers, key_range = _neighbours(pseudonymiser, 4)
     # A trip of its own: no manifest's eta (other tests') may make it overdue.
     trip = {"trip_id": unique("T")}
     bodies = [
@@ -73,7 +90,9 @@ async def test_rebuild_restores_corrupted_and_deleted_states(
     assert await _states(pool, refs) != expected
 
     store = PostgresStore(pool)
-    report = await rebuild(store, rules=Rules(), chunk_size=2, jobs=2, progress=False)
+    report = await rebuild(
+        store, rules=Rules(), chunk_size=2, jobs=2, progress=False, key_range=key_range
+    )
 
     assert await _states(pool, refs) == expected
     assert report.workers >= len(refs)
