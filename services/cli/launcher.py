@@ -85,15 +85,17 @@ def _die_with_parent() -> None:
 def _stop_on_interrupt_or_sigterm() -> None:
     """Ctrl-C, and SIGTERM (from a service manager or `timeout`), stop everything.
 
-    SIGINT is set too: a process started in the background by a shell without job
-    control inherits SIGINT ignored, and Python then leaves it ignored, so Ctrl-C (or a
-    supervisor's SIGINT) would never reach the loop below.
+    Python's own Ctrl-C handling is restored: a process started in the background by a
+    shell without job control inherits SIGINT ignored, and Python then leaves it
+    ignored, so Ctrl-C (or a supervisor's SIGINT) would never reach the loop below. It
+    is Python's handler, not one of ours, so that ``asyncio.run`` (the demo feed) still
+    turns the first Ctrl-C into a clean cancellation.
     """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, handler)
 
 
