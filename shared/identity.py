@@ -111,14 +111,16 @@ class Pseudonymiser:
     """Keyed hash (HMAC-SHA256) of identifiers; the key never leaves settings."""
 
     key: bytes = field(repr=False)  # never in a log line or a traceback
+    # One keyed hash a purpose, its key and purpose already absorbed: a copy of it
+    # hashes a value in about half the time of ``hmac.digest`` (which derives the
+    # key's pads at every call), with the same result.
+    _keyed: dict[bytes, hmac.HMAC] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if len(self.key) < 16:
             raise ValueError("the worker_ref key must be at least 16 bytes")
-        # One keyed hash a purpose, its key and purpose already absorbed: a copy of it
-        # hashes a value in about half the time of ``hmac.digest`` (which derives the
-        # key's pads at every call), with the same result.
-        object.__setattr__(self, "_keyed", {})
 
     def worker_ref(self, id_number: str) -> str:
         """Stable pseudonymous reference for a normalised ID number."""
@@ -129,10 +131,9 @@ class Pseudonymiser:
         return self._digest(purpose.encode(), value)
 
     def _digest(self, purpose: bytes, value: str) -> str:
-        keyed: dict[bytes, hmac.HMAC] = self._keyed  # type: ignore[attr-defined]
-        base = keyed.get(purpose)
+        base = self._keyed.get(purpose)
         if base is None:
-            base = keyed[purpose] = hmac.new(self.key, purpose + b"\x00", hashlib.sha256)
+            base = self._keyed[purpose] = hmac.new(self.key, purpose + b"\x00", hashlib.sha256)
         digest = base.copy()
         digest.update(value.encode())
         return digest.hexdigest()
