@@ -808,11 +808,11 @@ async def measure_latency(
                 raise RuntimeError(f"{len(pending)} scans not applied in {timeout_s} s")
             ids = list(pending)
             if ids:
-                rows = await pool.fetch(APPLIED_AMONG, ids)
+                applied = await applied_among(pool, ids)
                 now = time.time()
-                for row in rows:
-                    seen[row["scan_id"]] = now
-                    del pending[row["scan_id"]]
+                for scan_id in applied:
+                    seen[scan_id] = now
+                    del pending[scan_id]
             await asyncio.sleep(poll_interval(len(pending)))
 
     poller = asyncio.create_task(poll())
