@@ -267,9 +267,7 @@ class Scenario:
             f"{self.held_back:.0%} is sent"
         )
         applied = await self.wait_applied(fraction, within)
-        assert applied < len(self.stream.bodies), f"{self.name}: the stream ended before {what}"
-        self.injected.append(f"{what} at {applied}/{len(self.stream.bodies)} applied")
-        return applied
+        return self._noted_mid_stream(what, applied, f"{what} at")
 
     async def until_logged(self, text: str, times: int, what: str, within: float = 240) -> int:
         """Supervise the trackers until their logs hold ``text`` ``times`` times (a fault
@@ -284,13 +282,14 @@ class Scenario:
                 f"{self.trackers.log_tails()}"
             )
             await asyncio.sleep(0.1)
-        applied = await self.applied()
+        return self._noted_mid_stream(what, await self.applied(), f"{what} ({seen} times) by")
+
+    def _noted_mid_stream(self, what: str, applied: int | None, note: str) -> int:
+        """Check a fault landed before the stream ended; note it for the report."""
         assert applied is not None and applied < len(self.stream.bodies), (
             f"{self.name}: the stream ended before {what}"
         )
-        self.injected.append(
-            f"{what} ({seen} times) by {applied}/{len(self.stream.bodies)} applied"
-        )
+        self.injected.append(f"{note} {applied}/{len(self.stream.bodies)} applied")
         return applied
 
     async def finish_and_check(self, report: Callable[[str], None]) -> dict[str, Any]:
