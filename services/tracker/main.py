@@ -222,7 +222,9 @@ class TrackerProcess:
         assert settings.database_url and settings.kafka_bootstrap
         # Two intake batches in flight, the apply consumer, the relay, the sweep, lookups.
         self._store = await PostgresStore.connect(settings.database_url, max_size=6)
-        self._publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="returnloop-tracker")
+        self._publisher = KafkaPublisher(
+            settings.kafka_bootstrap, client_id="returnloop-tracker", linger_ms=0
+        )
         await self._publisher.start()
         self.tracker = bootstrap(
             settings,

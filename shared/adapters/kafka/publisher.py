@@ -67,12 +67,17 @@ class KafkaPublisher:
     own future; a partition keeps the order of ``messages``.
     """
 
-    def __init__(self, bootstrap: str, *, client_id: str = "returnloop") -> None:
+    def __init__(
+        self, bootstrap: str, *, client_id: str = "returnloop", linger_ms: int = 5
+    ) -> None:
+        # ``linger_ms``: how long a send() waits for others to share its produce
+        # request (the API's concurrent requests do); 0 where publishes come one at
+        # a time (the tracker's batches), which lingering only delays.
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
-            linger_ms=5,
+            linger_ms=linger_ms,
             max_batch_size=512 * 1024,
         )
         self._round_robin = itertools.count()
@@ -109,6 +114,7 @@ class KafkaPublisher:
                 batch = batches[partition] = self._producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
                 # Full: send it, and start the partition's next batch with this message.
+                batch.close()
                 batches_sent.append(
                     await self._producer.send_batch(batch, topic, partition=partition)
                 )
@@ -119,6 +125,9 @@ class KafkaPublisher:
                 ):
                     raise ValueError(f"a message of {len(value):,} bytes exceeds the batch size")
         for partition, batch in batches.items():
+            # Closed, it goes out at once: an open batch lingers (``linger_ms``) for
+            # send()s to join it, and this one is complete.
+            batch.close()
             batches_sent.append(await self._producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*batches_sent)
 
