@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 
@@ -29,6 +30,9 @@ from shared.service_layer.ports import BatchHandler, InputRecord
 logger = logging.getLogger(__name__)
 
 Fetched = dict[TopicPartition, list[ConsumerRecord]]
+
+# A fetched batch whose newest record is older than this is topped up (``_top_up``).
+STALE_MS = 5
 
 
 def partition_lag(
@@ -79,6 +83,7 @@ class BatchConsumer:
         retry_backoff_max_s: float = 10.0,
         lag: Gauge | None = None,
         depth: int = 1,
+        top_up_ms: int = 5,
     ) -> None:
         if depth < 1:
             raise ValueError("depth is at least 1")
@@ -93,6 +98,7 @@ class BatchConsumer:
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
         self.lag = lag
+        self.top_up_ms = top_up_ms
         self.batches_committed = 0
         self._lag_labels: set[tuple[str, str, str]] = set()
         self._stopping = asyncio.Event()
@@ -135,6 +141,8 @@ class BatchConsumer:
                 fetched = await consumer.getmany(
                     timeout_ms=self.timeout_ms, max_records=self.max_records
                 )
+                if fetched and self.top_up_ms:
+                    fetched = await self._top_up(consumer, fetched)
                 await self._observe_lag(consumer)
                 while in_flight and in_flight[0][0].done():
                     await self._finish_oldest(consumer, in_flight)
@@ -151,6 +159,29 @@ class BatchConsumer:
             self._forget_lag(set())
             await consumer.stop()
             logger.info("consumer stopped", extra={"consumer": self.name})
+
+    async def _top_up(self, consumer: AIOKafkaConsumer, fetched: Fetched) -> Fetched:
+        """``fetched`` and what reached the broker after it was fetched, if it is stale.
+
+        aiokafka fetches a partition's next records as soon as the previous ones are
+        taken, then nothing more of it until those are taken too. So what reaches the
+        broker while a batch is handled stays there, and the next ``getmany`` returns
+        records fetched a whole batch earlier: each scan waited two batches, not one.
+        When the newest record is older than ``STALE_MS``, one more short ``getmany``
+        (a fetch round trip) adds what came since, in offset order per partition.
+        """
+        count = sum(len(messages) for messages in fetched.values())
+        if count >= self.max_records:
+            return fetched  # a backlog: the next batch is full anyway
+        newest = max(messages[-1].timestamp or 0 for messages in fetched.values())
+        if time.time() * 1000 - newest < STALE_MS:
+            return fetched
+        more = await consumer.getmany(
+            timeout_ms=self.top_up_ms, max_records=self.max_records - count
+        )
+        for tp, messages in more.items():
+            fetched.setdefault(tp, []).extend(messages)
+        return fetched
 
     async def _handle(self, records: list[InputRecord]) -> bool:
         """Hand ``records`` to the handler until it succeeds (True), backing off after
