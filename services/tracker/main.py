@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -257,6 +258,12 @@ class TrackerProcess:
                 cipher=cipher,
                 metrics=self.metrics,
             )
+        # Everything built so far (imports, Faust's worker, the clients) lives as long
+        # as the process: out of the cyclic collector's reach, a full collection walks
+        # only what came after. Walking it all took 93-182 ms each time, a pause for
+        # every batch in flight: the latency's p99.
+        gc.collect()
+        gc.freeze()
         self.started.set()
         return self.tracker
 
