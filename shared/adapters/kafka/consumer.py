@@ -31,8 +31,22 @@ logger = logging.getLogger(__name__)
 
 Fetched = dict[TopicPartition, list[ConsumerRecord]]
 
-# A fetched batch whose newest record is older than this is topped up (``_top_up``).
+# A batch taken from aiokafka's buffer (``getmany`` returned within BUFFERED_S) whose
+# newest record is older than STALE_MS is topped up (``BatchConsumer._top_up``).
 STALE_MS = 5
+BUFFERED_S = 0.001
+
+
+def worth_topping_up(
+    *, count: int, max_records: int, newest_ms: int, now_ms: float, waited_s: float
+) -> bool:
+    """Whether more may have reached the broker since this batch was fetched.
+
+    Only a batch that was waiting in the buffer can be stale: a ``getmany`` that had
+    to wait returned what a fetch brought just now (however old its records are,
+    e.g. lingered in their producer). A full batch is a backlog: nothing to add.
+    """
+    return count < max_records and waited_s < BUFFERED_S and now_ms - newest_ms >= STALE_MS
 
 
 def partition_lag(
@@ -138,11 +152,12 @@ class BatchConsumer:
                 if len(in_flight) >= self.depth:
                     await self._finish_oldest(consumer, in_flight)
                     continue
+                asked = time.monotonic()
                 fetched = await consumer.getmany(
                     timeout_ms=self.timeout_ms, max_records=self.max_records
                 )
                 if fetched and self.top_up_ms:
-                    fetched = await self._top_up(consumer, fetched)
+                    fetched = await self._top_up(consumer, fetched, time.monotonic() - asked)
                 await self._observe_lag(consumer)
                 while in_flight and in_flight[0][0].done():
                     await self._finish_oldest(consumer, in_flight)
@@ -160,21 +175,27 @@ class BatchConsumer:
             await consumer.stop()
             logger.info("consumer stopped", extra={"consumer": self.name})
 
-    async def _top_up(self, consumer: AIOKafkaConsumer, fetched: Fetched) -> Fetched:
+    async def _top_up(
+        self, consumer: AIOKafkaConsumer, fetched: Fetched, waited_s: float
+    ) -> Fetched:
         """``fetched`` and what reached the broker after it was fetched, if it is stale.
 
         aiokafka fetches a partition's next records as soon as the previous ones are
         taken, then nothing more of it until those are taken too. So what reaches the
         broker while a batch is handled stays there, and the next ``getmany`` returns
         records fetched a whole batch earlier: each scan waited two batches, not one.
-        When the newest record is older than ``STALE_MS``, one more short ``getmany``
-        (a fetch round trip) adds what came since, in offset order per partition.
+        Such a batch (``worth_topping_up``) gets one more short ``getmany`` (a fetch
+        round trip), which adds what came since, in offset order per partition.
         """
         count = sum(len(messages) for messages in fetched.values())
-        if count >= self.max_records:
-            return fetched  # a backlog: the next batch is full anyway
         newest = max(messages[-1].timestamp or 0 for messages in fetched.values())
-        if time.time() * 1000 - newest < STALE_MS:
+        if not worth_topping_up(
+            count=count,
+            max_records=self.max_records,
+            newest_ms=newest,
+            now_ms=time.time() * 1000,
+            waited_s=waited_s,
+        ):
             return fetched
         more = await consumer.getmany(
             timeout_ms=self.top_up_ms, max_records=self.max_records - count
