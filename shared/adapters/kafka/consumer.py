@@ -32,9 +32,11 @@ logger = logging.getLogger(__name__)
 Fetched = dict[TopicPartition, list[ConsumerRecord]]
 
 # A batch taken from aiokafka's buffer (``getmany`` returned within BUFFERED_S) whose
-# newest record is older than STALE_MS is topped up (``BatchConsumer._top_up``).
+# newest record is older than STALE_MS is topped up (``BatchConsumer._top_up``) by a
+# ``getmany`` of at most TOP_UP_MS.
 STALE_MS = 5
 BUFFERED_S = 0.001
+TOP_UP_MS = 5
 
 
 def worth_topping_up(
@@ -97,7 +99,6 @@ class BatchConsumer:
         retry_backoff_max_s: float = 10.0,
         lag: Gauge | None = None,
         depth: int = 1,
-        top_up_ms: int = 5,
     ) -> None:
         if depth < 1:
             raise ValueError("depth is at least 1")
@@ -112,7 +113,6 @@ class BatchConsumer:
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
         self.lag = lag
-        self.top_up_ms = top_up_ms
         self.batches_committed = 0
         self._lag_labels: set[tuple[str, str, str]] = set()
         self._stopping = asyncio.Event()
@@ -156,7 +156,7 @@ class BatchConsumer:
                 fetched = await consumer.getmany(
                     timeout_ms=self.timeout_ms, max_records=self.max_records
                 )
-                if fetched and self.top_up_ms:
+                if fetched:
                     fetched = await self._top_up(consumer, fetched, time.monotonic() - asked)
                 await self._observe_lag(consumer)
                 while in_flight and in_flight[0][0].done():
@@ -197,9 +197,7 @@ class BatchConsumer:
             waited_s=waited_s,
         ):
             return fetched
-        more = await consumer.getmany(
-            timeout_ms=self.top_up_ms, max_records=self.max_records - count
-        )
+        more = await consumer.getmany(timeout_ms=TOP_UP_MS, max_records=self.max_records - count)
         for tp, messages in more.items():
             fetched.setdefault(tp, []).extend(messages)
         return fetched
