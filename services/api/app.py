@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +36,7 @@ from services.api.routes import (
     workers,
 )
 from shared.adapters.kafka.publisher import KafkaPublisher
+from shared.adapters.memory import freeze_start_up
 from shared.adapters.metrics import Metrics
 from shared.adapters.postgres.bureau import BureauReads
 from shared.adapters.postgres.held import HeldWorkers
@@ -128,10 +128,7 @@ def create_app(
                 id_cipher=id_cipher,
             )
             app.state.context = context
-            # Everything built so far lives as long as the process: keep the cyclic
-            # collector from walking it again and again (its pauses are tail latency).
-            gc.collect()
-            gc.freeze()
+            freeze_start_up()  # the collector's pauses over it were tail latency
             yield
 
     app = FastAPI(

@@ -1,4 +1,5 @@
-"""Giving memory that Python freed back to the operating system.
+"""Giving memory that Python freed back to the operating system, and keeping the
+cyclic collector off what a process builds once.
 
 After a backlog the tracker's live objects fall back to their usual size, but the
 C allocator (glibc's malloc) keeps the freed pages in its heaps, scattered between
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 
 
 @functools.cache
@@ -34,3 +36,14 @@ def trim_memory() -> bool:
     """Return freed heap pages to the OS; True if the allocator released any."""
     function = _malloc_trim()
     return bool(function(0)) if function is not None else False
+
+
+def freeze_start_up() -> None:
+    """Collect, then keep the cyclic collector off every object alive now.
+
+    Call it when a service has started: what start-up built (imports, clients,
+    Faust's worker) lives as long as the process, and a full collection walking it
+    paused every request or batch in flight (93-182 ms in a tracker process).
+    """
+    gc.collect()
+    gc.freeze()
