@@ -27,6 +27,7 @@ from shared.service_layer.messages import (
     OutboxMessage,
 )
 from shared.service_layer.ports import (
+    DecisionInputs,
     Message,
     OutboxPublish,
     RecordRefused,
@@ -247,6 +248,13 @@ class FakeUnitOfWork:
         self._check(*wanted)
         trips = self._view().trips
         return {trip_id: trips[trip_id] for trip_id in sorted(wanted) if trip_id in trips}
+
+    async def load_decision_inputs(self, worker_refs: Sequence[str]) -> DecisionInputs:
+        histories = await self.load_histories(worker_refs)
+        trips = {scan.trip_id for h in histories.values() for scan in h.scans if scan.trip_id}
+        return DecisionInputs(
+            histories, await self.load_previous(worker_refs), await self.trip_etas(trips)
+        )
 
     async def save(self, saved: Sequence[SavedState], now: datetime) -> None:
         for item in saved:

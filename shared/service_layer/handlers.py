@@ -46,19 +46,16 @@ async def _redecide(
     refs = sorted(refs)
     if not refs:
         return []
-    histories = await uow.load_histories(refs)
-    previous = await uow.load_previous(refs)
-    trip_ids = {scan.trip_id for ref in refs for scan in histories[ref].scans if scan.trip_id}
-    etas = await uow.trip_etas(trip_ids)
+    inputs = await uow.load_decision_inputs(refs)
     transitions = []
     for ref in refs:
         assignment = assignments[ref].assignment
         transition = model.apply(
-            histories[ref],
-            previous[ref],
+            inputs.histories[ref],
+            inputs.previous[ref],
             now=now,
             assignment=assignment,
-            trip_etas=etas,
+            trip_etas=inputs.trip_etas,
             rules=rules,
         )
         transitions.append(

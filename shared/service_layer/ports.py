@@ -85,6 +85,16 @@ class WorkerAssignment:
 
 
 @dataclass(frozen=True)
+class DecisionInputs:
+    """What re-deciding locked workers reads: each one's history and previous stage and
+    status, and the ETA of every trip their scans name."""
+
+    histories: dict[str, WorkerHistory]
+    previous: dict[str, LoopState]
+    trip_etas: dict[str, datetime]
+
+
+@dataclass(frozen=True)
 class SavedState:
     """A decided state to store, with the number of scans it was decided from."""
 
@@ -123,6 +133,11 @@ class UnitOfWork(Protocol):
 
     async def trip_etas(self, trip_ids: Iterable[str]) -> dict[str, datetime]:
         """The registered ``eta`` of each of these trips that has one."""
+        ...
+
+    async def load_decision_inputs(self, worker_refs: Sequence[str]) -> DecisionInputs:
+        """``load_histories`` and ``load_previous`` of these workers, and ``trip_etas`` of
+        the trips their scans name, read together (one round trip where it matters)."""
         ...
 
     async def save(self, saved: Sequence[SavedState], now: datetime) -> None:

@@ -561,6 +561,46 @@ class LoopStoreContract:
             assert await uow.trip_etas([trip, unknown, trip]) == {trip: at(9)}
             assert await uow.trip_etas([]) == {}
 
+    async def test_decision_inputs_are_each_workers_history_and_previous_state_and_the_etas_of_the_trips_their_scans_name(
+        self, store: LoopStore
+    ) -> None:
+        ref, other, unknown = new_ref(), new_ref(), new_ref()
+        boarded, unnamed, unregistered = new_id("trip"), new_id("trip"), new_id("trip")
+        await self.seed_trip(store, boarded, eta=at(9))
+        await self.seed_trip(store, unnamed, eta=at(10))
+        departure, boarding = scan(ref), scan(ref, Kind.BOARDING, hours=1, trip_id=boarded)
+        elsewhere = scan(other, Kind.BOARDING, hours=1, trip_id=unregistered)
+        fever = Alert(AlertKind.FEVER_AT_DEPARTURE, at(0), open=False, closed_at=at(1))
+        isolation = disposition(ref, DispositionKind.ISOLATION, 2)
+        async with store.transaction() as uow:
+            await uow.lock_workers(dict.fromkeys((ref, other), MASKED))
+            await uow.record_scans([boarding, departure, elsewhere])
+            await uow.record_updates([colour(ref, HealthCode.YELLOW, 3)])
+            await uow.record_dispositions([isolation])
+            await uow.save(
+                [saved(ref, LoopState(stage=Stage.BOARDED, status=Status.HELD, alerts=(fever,)))],
+                at(3),
+            )
+        async with store.transaction() as uow:
+            inputs = await uow.load_decision_inputs([ref, other, unknown, ref])
+        assert inputs.histories == {
+            ref: WorkerHistory(
+                (departure.scan, boarding.scan),
+                (HealthCodeUpdate(HealthCode.YELLOW, at(3)),),
+                (fever,),
+                (isolation.disposition,),
+            ),
+            other: WorkerHistory((elsewhere.scan,)),
+            unknown: WorkerHistory(),
+        }
+        assert inputs.previous == {
+            ref: LoopState(stage=Stage.BOARDED, status=Status.HELD),
+            other: LoopState(),
+            unknown: LoopState(),
+        }
+        # Only the trips the scans name, and of those only the registered ones.
+        assert inputs.trip_etas == {boarded: at(9)}
+
     # The sweep: workers past their next deadline, earliest first, others' locks skipped.
 
     async def test_only_workers_past_their_next_deadline_are_due(self, store: LoopStore) -> None:

@@ -6,10 +6,10 @@ states and alerts), opened by ``PostgresStore.transaction``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -40,7 +40,13 @@ from shared.service_layer.messages import (
     AcceptedScan,
     OutboxMessage,
 )
-from shared.service_layer.ports import OutboxPublish, RecordRefused, SavedState, WorkerAssignment
+from shared.service_layer.ports import (
+    DecisionInputs,
+    OutboxPublish,
+    RecordRefused,
+    SavedState,
+    WorkerAssignment,
+)
 
 
 def checkpoint_to_json(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -68,20 +74,49 @@ _SCAN_COLUMNS = (
 )
 
 
-# A batch's workers' scans, joined worker by worker: each probe is pruned at run time
-# to the one partition of the log that holds the worker (migration 0012), one index
-# descent a worker. ``worker_ref = ANY($1)`` cannot be pruned by partition (every
-# partition gets the whole array): for a batch of 2,000 workers PostgreSQL either
-# searched each of the 16 partitions' indexes for all 2,000 or, as it chose at
-# 100,000 workers, read every partition whole (130-230 ms against 30 ms).
-_HISTORY_SCANS = """
-SELECT a.worker_ref, a.scan_id, a.kind, a.occurred_at, a.station, a.temperature_c,
-       a.health_code, a.trip_id, a.enterprise_id, a.override_reason
-FROM unnest($1::text[]) AS r(worker_ref) JOIN applied_scans a USING (worker_ref)
+# Everything re-deciding a batch's workers reads, in one statement (one round trip
+# instead of six): one row a scan, colour update, alert, disposition and stored state
+# of the workers, and a row a trip their scans name; ``part`` tells them apart and
+# the columns are shared (see ``load_decision_inputs``).
+#
+# The scans are joined worker by worker: each probe is pruned at run time to the one
+# partition of the log that holds the worker (migration 0012), one index descent a
+# worker. ``worker_ref = ANY($1)`` cannot be pruned by partition (every partition gets
+# the whole array): for a batch of 2,000 workers PostgreSQL either searched each of
+# the 16 partitions' indexes for all 2,000 or, as it chose at 100,000 workers, read
+# every partition whole (130-230 ms against 30 ms).
+_DECISION_INPUTS = """
+WITH s AS (
+    SELECT a.worker_ref, a.scan_id, a.kind, a.occurred_at, a.station, a.temperature_c,
+           a.health_code, a.trip_id, a.enterprise_id, a.override_reason
+    FROM unnest($1::text[]) AS r(worker_ref) JOIN applied_scans a USING (worker_ref)
+)
+SELECT 's' AS part, worker_ref, scan_id AS id, kind, occurred_at AS at, station AS by,
+       temperature_c, health_code, trip_id, enterprise_id, override_reason AS note,
+       NULL::bool AS open, NULL::timestamptz AS closed_at
+FROM s
+UNION ALL
+SELECT 'u', worker_ref, NULL, NULL, as_of, NULL, NULL, health_code, NULL, NULL, NULL,
+       NULL, NULL
+FROM health_code_updates WHERE worker_ref = ANY($1::text[])
+UNION ALL
+SELECT 'a', worker_ref, NULL, kind, raised_at, NULL, NULL, NULL, NULL, NULL, NULL,
+       open, closed_at
+FROM alerts WHERE worker_ref = ANY($1::text[])
+UNION ALL
+SELECT 'd', worker_ref, disposition_id, kind, at, recorded_by, NULL, NULL, NULL, NULL,
+       note, NULL, NULL
+FROM dispositions WHERE worker_ref = ANY($1::text[])
+UNION ALL
+SELECT 'p', worker_ref, NULL, stage, NULL, NULL, NULL, status, NULL, NULL, NULL,
+       NULL, NULL
+FROM loop_state WHERE worker_ref = ANY($1::text[])
+UNION ALL
+SELECT 't', NULL, NULL, NULL, eta, NULL, NULL, NULL, trip_id, NULL, NULL, NULL, NULL
+FROM trips WHERE trip_id IN (SELECT trip_id FROM s)
 """
 
 
-T = TypeVar("T")
 Connection = asyncpg.Connection | PoolConnectionProxy
 # Errors caused by the data of a record rather than by the database being unavailable.
 _DATA_ERRORS = (
@@ -97,6 +132,10 @@ _DATA_ERRORS = (
 _KINDS = {kind.value: kind for kind in Kind}
 _COLOURS = {colour.value: colour for colour in HealthCode}
 _TRAVEL = {travel.value: travel for travel in Travel}
+_ALERTS = {kind.value: kind for kind in AlertKind}
+_DISPOSITIONS = {kind.value: kind for kind in DispositionKind}
+_STAGES = {stage.value: stage for stage in Stage}
+_STATUSES = {status.value: status for status in Status}
 
 
 # A batch's scans and states are COPYed (binary, typed column by column in C)
@@ -259,88 +298,73 @@ class LoopUnitOfWork:
 
     async def load_histories(self, worker_refs: Sequence[str]) -> dict[str, WorkerHistory]:
         """Every applied scan, colour update, disposition and stored alert of these workers."""
-        scans: dict[str, list[Scan]] = defaultdict(list)
+        return (await self.load_decision_inputs(worker_refs)).histories
+
+    async def load_previous(self, worker_refs: Sequence[str]) -> dict[str, LoopState]:
+        """The stage and status each worker had before this transaction."""
+        return (await self.load_decision_inputs(worker_refs)).previous
+
+    async def load_decision_inputs(self, worker_refs: Sequence[str]) -> DecisionInputs:
+        """Histories, previous states and the ETAs of the trips the scans name: one query."""
+        refs = list(dict.fromkeys(worker_refs))
+        scans: defaultdict[str, list[Scan]] = defaultdict(list)
+        updates: defaultdict[str, list[HealthCodeUpdate]] = defaultdict(list)
+        alerts: defaultdict[str, list[Alert]] = defaultdict(list)
+        dispositions: defaultdict[str, list[Disposition]] = defaultdict(list)
+        previous: dict[str, LoopState] = {}
+        etas: dict[str, datetime] = {}
         for (
+            part,
             ref,
-            scan_id,
+            id_,
             kind,
             at,
-            station,
+            by,
             temperature,
             colour,
             trip,
             enterprise,
-            override_reason,
-        ) in await self.connection.fetch(_HISTORY_SCANS, list(dict.fromkeys(worker_refs))):
-            scans[ref].append(
-                Scan(
-                    scan_id,
-                    _KINDS[kind],
-                    at,
-                    station,
-                    temperature,
-                    _COLOURS[colour] if colour else None,
-                    trip,
-                    enterprise,
-                    override_reason,
+            note,
+            open_,
+            closed_at,
+        ) in await self.connection.fetch(_DECISION_INPUTS, refs):
+            if part == "s":
+                scans[ref].append(
+                    Scan(
+                        id_,
+                        _KINDS[kind],
+                        at,
+                        by,
+                        temperature,
+                        _COLOURS[colour] if colour else None,
+                        trip,
+                        enterprise,
+                        note,
+                    )
                 )
-            )
-        updates = await self._by_worker(
-            "SELECT worker_ref, as_of, health_code FROM health_code_updates "
-            "WHERE worker_ref = ANY($1::text[])",
-            worker_refs,
-            lambda row: HealthCodeUpdate(_COLOURS[row["health_code"]], row["as_of"]),
+            elif part == "u":
+                updates[ref].append(HealthCodeUpdate(_COLOURS[colour], at))
+            elif part == "a":
+                alerts[ref].append(Alert(_ALERTS[kind], at, open_, closed_at))
+            elif part == "d":
+                dispositions[ref].append(Disposition(id_, _DISPOSITIONS[kind], at, by, note))
+            elif part == "p":
+                previous[ref] = LoopState(stage=_STAGES[kind], status=_STATUSES[colour])
+            else:
+                etas[trip] = at
+        return DecisionInputs(
+            {
+                ref: WorkerHistory(
+                    tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
+                    tuple(sorted(updates[ref], key=lambda update: update.order_key)),
+                    tuple(alerts[ref]),
+                    tuple(sorted(dispositions[ref], key=lambda d: d.order_key)),
+                )
+                for ref in refs
+            },
+            {ref: previous.get(ref, LoopState()) for ref in refs},
+            etas,
         )
-        alerts = await self._by_worker(
-            "SELECT worker_ref, kind, raised_at, open, closed_at FROM alerts "
-            "WHERE worker_ref = ANY($1::text[])",
-            worker_refs,
-            lambda row: Alert(
-                AlertKind(row["kind"]), row["raised_at"], row["open"], row["closed_at"]
-            ),
-        )
-        dispositions = await self._by_worker(
-            "SELECT worker_ref, disposition_id, kind, at, recorded_by, note FROM dispositions "
-            "WHERE worker_ref = ANY($1::text[])",
-            worker_refs,
-            lambda row: Disposition(
-                row["disposition_id"],
-                DispositionKind(row["kind"]),
-                row["at"],
-                row["recorded_by"],
-                row["note"],
-            ),
-        )
-        return {
-            ref: WorkerHistory(
-                tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
-                tuple(sorted(updates[ref], key=lambda update: update.order_key)),
-                tuple(alerts[ref]),
-                tuple(sorted(dispositions[ref], key=lambda d: d.order_key)),
-            )
-            for ref in worker_refs
-        }
-
-    async def _by_worker(
-        self, query: str, worker_refs: Sequence[str], build: Callable[[asyncpg.Record], T]
-    ) -> defaultdict[str, list[T]]:
-        """The rows of ``query`` (its first column a worker_ref), built and grouped by worker."""
-        grouped: defaultdict[str, list[T]] = defaultdict(list)
-        for row in await self.connection.fetch(query, worker_refs):
-            grouped[row[0]].append(build(row))
-        return grouped
-
-    async def load_previous(self, worker_refs: Sequence[str]) -> dict[str, LoopState]:
-        """The stage and status each worker had before this transaction."""
-        rows = await self.connection.fetch(
-            "SELECT worker_ref, stage, status FROM loop_state WHERE worker_ref = ANY($1::text[])",
-            worker_refs,
-        )
-        known = {
-            row["worker_ref"]: LoopState(stage=Stage(row["stage"]), status=Status(row["status"]))
-            for row in rows
-        }
-        return {ref: known.get(ref, LoopState()) for ref in worker_refs}
 
     async def trip_etas(self, trip_ids: Iterable[str]) -> dict[str, datetime]:
         wanted = sorted(set(trip_ids))
