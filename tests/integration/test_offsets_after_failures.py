@@ -130,6 +130,42 @@ async def test_with_two_batches_in_flight_no_commit_passes_a_batch_not_yet_appli
     assert set(handled) == set(sent)
 
 
+async def test_a_consumer_stopped_has_committed_every_batch_it_handled(
+    servers: Servers, producer: AIOKafkaProducer
+) -> None:
+    # A batch's commit goes on while the next batch is fetched; stopping waits for it.
+    topic = unique("test.last-commit")
+    ensure_topics(servers.kafka_bootstrap, partitions=1, names=[topic])
+    sent = [f"message-{index:03}".encode() for index in range(120)]
+    for value in sent:
+        await producer.send(topic, value)
+    await producer.flush()
+    group = unique("group")
+    handled: list[bytes] = []
+    batches = 0
+    consumer: BatchConsumer
+
+    async def stop_after_the_last(records: Sequence[InputRecord]) -> None:
+        nonlocal batches
+        batches += 1
+        handled.extend(record.value or b"" for record in records)
+        if len(handled) == len(sent):
+            consumer.stop()
+
+    consumer = BatchConsumer(
+        name="last-commit-test",
+        bootstrap=servers.kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        handler=stop_after_the_last,
+        max_records=10,
+    )
+    await asyncio.wait_for(consumer.run(), 30)
+    assert handled == sent
+    assert batches > 1 and consumer.batches_committed == batches
+    assert _committed(servers, group, topic) == {0: len(sent)}
+
+
 def _committed(servers: Servers, group: str, topic: str) -> dict[int, int]:
     admin = KafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
     try:

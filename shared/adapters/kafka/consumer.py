@@ -3,7 +3,8 @@
 This is the tracker's hot path. Faust's per-message machinery caps a process
 at a few thousand messages a second and its offset handling on agent errors
 is fragile, so the scan streams run here instead: ``getmany`` a batch, hand it
-to one handler (one PostgreSQL transaction), commit the batch's offsets. A
+to one handler (one PostgreSQL transaction), commit the batch's offsets (while
+the next batch is fetched and handled; commits leave in batch order). A
 handler that raises gets the same records again after a back-off: nothing is
 skipped, and idempotency on ``scan_id`` makes the redelivery harmless.
 
@@ -114,6 +115,8 @@ class BatchConsumer:
         self.retry_backoff_max_s = retry_backoff_max_s
         self.lag = lag
         self.batches_committed = 0
+        # The last batch's offset commit, still under way while the next batch is fetched.
+        self._committing: asyncio.Task[None] | None = None
         self._lag_labels: set[tuple[str, str, str]] = set()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
@@ -167,10 +170,14 @@ class BatchConsumer:
                 in_flight.append((asyncio.create_task(self._handle(records)), fetched))
             while in_flight:  # stopping: what is under way finishes (or gives up) first
                 await self._finish_oldest(consumer, in_flight)
+            await self._committed()
         finally:
             for task, _ in in_flight:
                 task.cancel()
             await asyncio.gather(*(task for task, _ in in_flight), return_exceptions=True)
+            if self._committing is not None:
+                await asyncio.gather(self._committing, return_exceptions=True)
+                self._committing = None
             self._forget_lag(set())
             await consumer.stop()
             logger.info("consumer stopped", extra={"consumer": self.name})
@@ -230,7 +237,12 @@ class BatchConsumer:
         handled = await task
         in_flight.popleft()
         if handled:
-            await self._commit(consumer, fetched)
+            # The commit is a round trip to the group's coordinator that the next batch
+            # need not wait for: it goes on while that batch is fetched and handled.
+            # Commits still leave one at a time, in batch order; a crash before one
+            # lands re-reads the batch, which the scan_id check makes harmless.
+            await self._committed()
+            self._committing = asyncio.create_task(self._commit(consumer, fetched))
         else:
             # Given up (stopping): none of the later batches may be committed either.
             for later, _ in in_flight:
@@ -265,6 +277,12 @@ class BatchConsumer:
             for labels in self._lag_labels - keep:
                 self.lag.remove(*labels)
         self._lag_labels = keep
+
+    async def _committed(self) -> None:
+        """Wait for the offset commit under way, if any (it raises what it raised)."""
+        if self._committing is not None:
+            committing, self._committing = self._committing, None
+            await committing
 
     async def _commit(
         self,
