@@ -156,6 +156,19 @@ _STATE_COLUMNS = (
     "health_code_at"
 )
 
+# The decided states from ``state_batch`` into ``loop_state``. A row whose state is
+# unchanged is left as it is (no new row version, no WAL for it, ``updated_at`` kept):
+# a rebuild re-decides every worker, and most come out as they were stored.
+_DECIDED = [c for c in _STATE_COLUMNS.split(", ") if c not in ("worker_ref", "updated_at")]
+_UPSERT_STATES = f"""
+INSERT INTO loop_state ({_STATE_COLUMNS})
+SELECT {_STATE_COLUMNS} FROM state_batch
+ON CONFLICT (worker_ref) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _DECIDED)}, updated_at = EXCLUDED.updated_at
+WHERE ({", ".join(f"loop_state.{c}" for c in _DECIDED)})
+    IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _DECIDED)})
+"""
+
 
 def scan_row(item: AcceptedScan) -> tuple[Any, ...]:
     """An accepted scan as a row of the scan log, in ``_SCAN_COLUMNS`` order."""
@@ -406,21 +419,7 @@ class LoopUnitOfWork:
             ],
             columns=_STATE_COLUMNS.split(", "),
         )
-        await self.connection.execute(
-            f"""
-            INSERT INTO loop_state ({_STATE_COLUMNS})
-            SELECT {_STATE_COLUMNS} FROM state_batch
-            ON CONFLICT (worker_ref) DO UPDATE SET
-                id_masked = EXCLUDED.id_masked, stage = EXCLUDED.stage,
-                status = EXCLUDED.status, health_code = EXCLUDED.health_code,
-                departed = EXCLUDED.departed, boarded_trip_id = EXCLUDED.boarded_trip_id,
-                arrived = EXCLUDED.arrived,
-                checked_in_enterprise_id = EXCLUDED.checked_in_enterprise_id,
-                checkpoints = EXCLUDED.checkpoints, next_deadline = EXCLUDED.next_deadline,
-                scan_count = EXCLUDED.scan_count, updated_at = EXCLUDED.updated_at,
-                health_code_at = EXCLUDED.health_code_at
-            """
-        )
+        await self.connection.execute(_UPSERT_STATES)
         alerts = [(item.worker_ref, alert) for item in saved for alert in item.state.alerts]
         if alerts:
             await self.connection.execute(
