@@ -223,11 +223,8 @@ class FakeUnitOfWork:
         for item in view.dispositions.values():
             dispositions[item.worker_ref].append(item.disposition)
         return {
-            ref: WorkerHistory(
-                tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
-                tuple(sorted(updates[ref], key=lambda update: update.order_key)),
-                tuple(alerts[ref]),
-                tuple(sorted(dispositions[ref], key=lambda d: d.order_key)),
+            ref: WorkerHistory.in_event_order(
+                scans[ref], updates[ref], alerts[ref], dispositions[ref]
             )
             for ref in worker_refs
         }

@@ -512,6 +512,22 @@ class WorkerHistory:
     alerts: tuple[Alert, ...] = ()
     dispositions: tuple[Disposition, ...] = ()
 
+    @classmethod
+    def in_event_order(
+        cls,
+        scans: Iterable[Scan],
+        updates: Iterable[HealthCodeUpdate],
+        alerts: Iterable[Alert],
+        dispositions: Iterable[Disposition],
+    ) -> WorkerHistory:
+        """A stored history, its events in event order (alerts as given)."""
+        return cls(
+            tuple(sorted(scans, key=_order_key)),
+            tuple(sorted(updates, key=_order_key)),
+            tuple(alerts),
+            tuple(sorted(dispositions, key=_order_key)),
+        )
+
 
 @dataclass(frozen=True)
 class Transition:

@@ -367,11 +367,8 @@ class LoopUnitOfWork:
                 etas[trip] = at
         return DecisionInputs(
             {
-                ref: WorkerHistory(
-                    tuple(sorted(scans[ref], key=lambda scan: scan.order_key)),
-                    tuple(sorted(updates[ref], key=lambda update: update.order_key)),
-                    tuple(alerts[ref]),
-                    tuple(sorted(dispositions[ref], key=lambda d: d.order_key)),
+                ref: WorkerHistory.in_event_order(
+                    scans[ref], updates[ref], alerts[ref], dispositions[ref]
                 )
                 for ref in refs
             },
